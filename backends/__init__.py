@@ -1,0 +1,48 @@
+"""Backends: each turns a spec into a model with the same API.
+
+numpy and numba share numnet's layers and differ only in their kernel modules;
+tensorflow builds the same spec as a Keras model.
+"""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+import numpy as np
+
+from numnet.errors import BackendUnavailable
+
+
+class KernelBackend:
+    """A numnet engine backend: numnet's layers running on one kernel module."""
+
+    def __init__(self, kernel_module: str, requirement: str) -> None:
+        self.kernel_module, self.requirement = kernel_module, requirement
+
+    def kernels(self) -> ModuleType:
+        try:
+            return importlib.import_module(self.kernel_module)
+        except ImportError as error:
+            raise BackendUnavailable(
+                f"backend needs {self.requirement}, which failed to import ({error}); "
+                f"install it with `pip install {self.requirement}`"
+            ) from error
+
+    def build(self, spec, seed: int = 0, dtype=np.float32):
+        from numnet.model import Model
+
+        return Model(spec, self.kernels(), seed=seed, dtype=dtype)
+
+
+BACKENDS = {
+    "numpy": KernelBackend("numnet.backends.numpy_kernels", "numpy"),
+}
+
+
+def get_backend(name: str):
+    if name not in BACKENDS:
+        raise BackendUnavailable(
+            f"backend {name!r} is not available; choose one of {sorted(BACKENDS)}"
+        )
+    return BACKENDS[name]

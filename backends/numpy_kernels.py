@@ -1,0 +1,203 @@
+"""NumPy reference kernels: the readable definition every faster backend is checked against.
+
+Every function takes and returns plain arrays. Layouts follow Keras: images are NHWC,
+conv kernels are (kh, kw, cin, cout), dense kernels are (in, out).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+NAME = "numpy"
+
+
+def dense_forward(x: np.ndarray, kernel: np.ndarray, bias: np.ndarray) -> np.ndarray:
+    # x: (N, in) -> (N, out)
+    return x @ kernel + bias
+
+
+def dense_backward(
+    x: np.ndarray, kernel: np.ndarray, dy: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    return dy @ kernel.T, x.T @ dy, dy.sum(axis=0)
+
+
+def same_padding(k: int) -> tuple[int, int]:
+    """TensorFlow's 'same' for stride 1: the odd extra row/column goes after, not before."""
+    return (k - 1) // 2, k // 2
+
+
+def pad_input(x: np.ndarray, kh: int, kw: int, padding: str) -> np.ndarray:
+    if padding == "valid":
+        return x
+    (top, bottom), (left, right) = same_padding(kh), same_padding(kw)
+    return np.pad(x, ((0, 0), (top, bottom), (left, right), (0, 0)))
+
+
+def im2col(x: np.ndarray, kh: int, kw: int) -> np.ndarray:
+    """(N, H, W, C) -> (N*Ho*Wo, kh*kw*C), rows ordered like a (kh, kw, cin) kernel."""
+    windows = sliding_window_view(x, (kh, kw), axis=(1, 2))  # (N, Ho, Wo, C, kh, kw)
+    n, ho, wo, c = windows.shape[:4]
+    return windows.transpose(0, 1, 2, 4, 5, 3).reshape(n * ho * wo, kh * kw * c)
+
+
+def conv2d_forward(
+    x: np.ndarray, kernel: np.ndarray, bias: np.ndarray, padding: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """Returns the output and the im2col matrix, which the backward pass reuses."""
+    kh, kw, cin, cout = kernel.shape
+    xp = pad_input(x, kh, kw, padding)
+    n, h, w, _ = xp.shape
+    ho, wo = h - kh + 1, w - kw + 1
+    cols = im2col(xp, kh, kw)
+    y = cols @ kernel.reshape(kh * kw * cin, cout) + bias
+    return y.reshape(n, ho, wo, cout), cols
+
+
+def conv2d_backward(
+    x: np.ndarray, kernel: np.ndarray, dy: np.ndarray, padding: str, cols: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    kh, kw, cin, cout = kernel.shape
+    n, ho, wo, _ = dy.shape
+    dy2 = dy.reshape(-1, cout)
+    dkernel = (cols.T @ dy2).reshape(kernel.shape)
+    dbias = dy2.sum(axis=0)
+    dcols = (dy2 @ kernel.reshape(-1, cout).T).reshape(n, ho, wo, kh, kw, cin)
+    # col2im: each kernel offset (i, j) sends its gradient back to a shifted window of the input.
+    dxp = np.zeros((n, ho + kh - 1, wo + kw - 1, cin), dtype=dy.dtype)
+    for i in range(kh):
+        for j in range(kw):
+            dxp[:, i : i + ho, j : j + wo, :] += dcols[:, :, :, i, j, :]
+    if padding == "same":
+        (top, _), (left, _) = same_padding(kh), same_padding(kw)
+        dxp = dxp[:, top : top + x.shape[1], left : left + x.shape[2], :]
+    return dxp, dkernel, dbias
+
+
+def maxpool2d_forward(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """2x2 pool, stride 2, 'valid': odd trailing rows/columns are dropped as in Keras.
+
+    Returns the output and the winning position (0..3) of each window; ties go to the first,
+    as in TensorFlow.
+    """
+    n, h, w, c = x.shape
+    ho, wo = h // 2, w // 2
+    windows = (
+        x[:, : 2 * ho, : 2 * wo, :]
+        .reshape(n, ho, 2, wo, 2, c)
+        .transpose(0, 1, 3, 5, 2, 4)
+        .reshape(n, ho, wo, c, 4)
+    )
+    argmax = windows.argmax(axis=-1).astype(np.uint8)
+    y = np.take_along_axis(windows, argmax[..., None], axis=-1)[..., 0]
+    return y, argmax
+
+
+def maxpool2d_backward(dy: np.ndarray, argmax: np.ndarray, x_shape: tuple) -> np.ndarray:
+    n, h, w, c = x_shape
+    ho, wo = h // 2, w // 2
+    dwindows = np.zeros((n, ho, wo, c, 4), dtype=dy.dtype)
+    np.put_along_axis(dwindows, argmax[..., None].astype(np.intp), dy[..., None], axis=-1)
+    dx = np.zeros(x_shape, dtype=dy.dtype)
+    dx[:, : 2 * ho, : 2 * wo, :] = (
+        dwindows.reshape(n, ho, wo, c, 2, 2).transpose(0, 1, 4, 2, 5, 3).reshape(n, 2 * ho, 2 * wo, c)
+    )
+    return dx
+
+
+def batchnorm_train_forward(
+    x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, epsilon: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Normalises with batch statistics over every axis but the last (channels).
+
+    Returns y, the batch mean, the biased batch variance and 1/sqrt(var + eps).
+    """
+    axes = tuple(range(x.ndim - 1))
+    mean = x.mean(axis=axes)
+    var = x.var(axis=axes)
+    inv_std = 1.0 / np.sqrt(var + epsilon)
+    y = (x - mean) * (inv_std * gamma) + beta
+    return y, mean, var, inv_std
+
+
+def batchnorm_infer_forward(
+    x: np.ndarray,
+    gamma: np.ndarray,
+    beta: np.ndarray,
+    moving_mean: np.ndarray,
+    moving_variance: np.ndarray,
+    epsilon: float,
+) -> np.ndarray:
+    scale = gamma / np.sqrt(moving_variance + epsilon)
+    return x * scale + (beta - moving_mean * scale)
+
+
+def batchnorm_backward(
+    x: np.ndarray, dy: np.ndarray, gamma: np.ndarray, mean: np.ndarray, inv_std: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Gradient through batch statistics (training mode)."""
+    axes = tuple(range(x.ndim - 1))
+    m = x.size // x.shape[-1]
+    xhat = (x - mean) * inv_std
+    dbeta = dy.sum(axis=axes)
+    dgamma = (dy * xhat).sum(axis=axes)
+    dx = (gamma * inv_std / m) * (m * dy - dbeta - xhat * dgamma)
+    return dx, dgamma, dbeta
+
+
+def relu_forward(x: np.ndarray) -> np.ndarray:
+    return np.maximum(x, 0)
+
+
+def relu_backward(y: np.ndarray, dy: np.ndarray) -> np.ndarray:
+    # y is the ReLU output: positive exactly where the input was.
+    return dy * (y > 0)
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    e = np.exp(shifted)
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def softmax_backward(probs: np.ndarray, dy: np.ndarray) -> np.ndarray:
+    return probs * (dy - (dy * probs).sum(axis=-1, keepdims=True))
+
+
+def softmax_cross_entropy(logits: np.ndarray, targets: np.ndarray) -> tuple[float, np.ndarray]:
+    """Mean cross-entropy from logits and its gradient, (softmax - targets) / N.
+
+    targets: (N, classes) probabilities (one-hot for class labels).
+    """
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    log_probs = shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+    n = logits.shape[0]
+    loss = float(-(targets * log_probs).sum() / n)
+    dlogits = (np.exp(log_probs) - targets) / n
+    return loss, dlogits.astype(logits.dtype, copy=False)
+
+
+def adam_update(
+    param: np.ndarray,
+    grad: np.ndarray,
+    m: np.ndarray,
+    v: np.ndarray,
+    alpha: float,
+    beta_1: float,
+    beta_2: float,
+    epsilon: float,
+) -> None:
+    """In place, Keras' form: alpha already holds lr * sqrt(1 - b2^t) / (1 - b1^t)."""
+    m += (grad - m) * (1 - beta_1)
+    v += (grad * grad - v) * (1 - beta_2)
+    param -= alpha * m / (np.sqrt(v) + epsilon)
+
+
+def dropout_forward(x: np.ndarray, keep: np.ndarray, rate: float) -> np.ndarray:
+    # keep: boolean mask of the units that survive; survivors are scaled so the mean is unchanged.
+    return x * keep * np.asarray(1.0 / (1.0 - rate), dtype=x.dtype)
+
+
+def dropout_backward(dy: np.ndarray, keep: np.ndarray, rate: float) -> np.ndarray:
+    return dy * keep * np.asarray(1.0 / (1.0 - rate), dtype=dy.dtype)

@@ -1,0 +1,1 @@
+"""Drawing apps (Tkinter and web) that recognise digits a person draws."""

@@ -1,0 +1,29 @@
+"""Errors numnet raises on bad input: each message names what is wrong and what to do."""
+
+
+class NumnetError(Exception):
+    """Base for errors caused by the caller's input, files or environment, not by a numnet bug."""
+
+
+class SpecError(NumnetError, ValueError):
+    """A model spec (or a layer config in it) is invalid."""
+
+
+class InputError(NumnetError, ValueError):
+    """Data given to fit/evaluate/predict has the wrong shape, dtype or values."""
+
+
+class ModelFileError(NumnetError, ValueError):
+    """A model file is missing, truncated, corrupt, or not what it claims to be."""
+
+
+class DatasetError(NumnetError, RuntimeError):
+    """MNIST could not be obtained from any source."""
+
+
+class TrainingDiverged(NumnetError, FloatingPointError):
+    """The loss became NaN or infinite."""
+
+
+class BackendUnavailable(NumnetError, RuntimeError):
+    """The requested backend is not installed or not known."""

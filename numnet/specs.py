@@ -1,0 +1,114 @@
+"""Model specs: plain JSON-serialisable data describing a network, its loss and optimizer.
+
+A spec is `{"name", "input_shape", "layers": [layer configs], "loss", "optimizer"}`; every backend
+builds the same network from it.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+from numnet.errors import SpecError
+
+Spec = dict[str, Any]
+
+LOSSES = ("sparse_categorical_crossentropy", "categorical_crossentropy")
+OPTIMIZERS = {
+    "adam": {"learning_rate": 1e-3, "beta_1": 0.9, "beta_2": 0.999, "epsilon": 1e-7},
+    "sgd": {"learning_rate": 1e-2},
+}
+
+
+def mlp() -> Spec:
+    """The seed MLP: Flatten -> Dense 128 relu -> Dense 10 softmax (101,770 parameters)."""
+    return {
+        "name": "mlp",
+        "input_shape": [28, 28, 1],
+        "layers": [
+            {"type": "Flatten"},
+            {"type": "Dense", "units": 128, "activation": "relu"},
+            {"type": "Dense", "units": 10, "activation": "softmax"},
+        ],
+        "loss": "sparse_categorical_crossentropy",
+        "optimizer": {"type": "adam"},
+    }
+
+
+def cnn(dropout: float = 0.1) -> Spec:
+    """The seed CNN: 2 x [Conv 3x3 (64, then 128) -> BN -> ReLU -> MaxPool 2 -> Dropout] -> Dense 10."""
+    layers: list[dict[str, Any]] = []
+    for filters in (64, 128):
+        layers += [
+            {"type": "Conv2D", "filters": filters, "kernel_size": 3, "padding": "valid"},
+            {"type": "BatchNormalization"},
+            {"type": "Activation", "activation": "relu"},
+            {"type": "MaxPooling2D", "pool_size": 2},
+            {"type": "Dropout", "rate": dropout},
+        ]
+    layers += [{"type": "Flatten"}, {"type": "Dense", "units": 10, "activation": "softmax"}]
+    return {
+        "name": "cnn",
+        "input_shape": [28, 28, 1],
+        "layers": layers,
+        "loss": "sparse_categorical_crossentropy",
+        "optimizer": {"type": "adam"},
+    }
+
+
+SEED_SPECS = {"mlp": mlp, "cnn": cnn}
+
+
+def validate(spec: Any) -> Spec:
+    """Checks the top-level structure and fills defaults; layer configs are checked when built."""
+    if not isinstance(spec, dict):
+        raise SpecError(f"a spec must be a JSON object, got {type(spec).__name__}")
+    unknown = sorted(set(spec) - {"name", "input_shape", "layers", "loss", "optimizer"})
+    if unknown:
+        raise SpecError(f"spec has unknown keys {unknown}")
+    spec = copy.deepcopy(spec)
+    shape = spec.get("input_shape")
+    if (
+        not isinstance(shape, list)
+        or not 1 <= len(shape) <= 3
+        or not all(isinstance(d, int) and d > 0 for d in shape)
+    ):
+        raise SpecError(f"spec 'input_shape' must be a list of 1-3 positive integers, got {shape!r}")
+    if not isinstance(spec.get("layers"), list) or not spec["layers"]:
+        raise SpecError("spec 'layers' must be a non-empty list of layer configs")
+    spec.setdefault("name", "model")
+    spec.setdefault("loss", "sparse_categorical_crossentropy")
+    if spec["loss"] not in LOSSES:
+        raise SpecError(f"loss {spec['loss']!r} is not supported; use one of {LOSSES}")
+    optimizer = spec.setdefault("optimizer", {"type": "adam"})
+    if not isinstance(optimizer, dict) or optimizer.get("type") not in OPTIMIZERS:
+        raise SpecError(f"optimizer must be {{'type': one of {sorted(OPTIMIZERS)}, ...}}, got {optimizer!r}")
+    defaults = OPTIMIZERS[optimizer["type"]]
+    unknown = sorted(set(optimizer) - {"type", *defaults})
+    if unknown:
+        raise SpecError(f"optimizer {optimizer['type']!r} does not take {unknown}")
+    spec["optimizer"] = {"type": optimizer["type"], **defaults, **optimizer}
+    return spec
+
+
+def load_spec(path: str | Path) -> Spec:
+    """Reads a user's spec from a JSON file."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise SpecError(f"cannot read spec file '{path}': {error.strerror}") from error
+    try:
+        spec = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise SpecError(f"spec file '{path}' is not valid JSON: {error}") from error
+    return validate(spec)
+
+
+def resolve(model: str) -> Spec:
+    """'mlp', 'cnn' or a path to a JSON spec file."""
+    if model in SEED_SPECS:
+        return SEED_SPECS[model]()
+    return load_spec(model)

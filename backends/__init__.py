@@ -42,7 +42,5 @@ BACKENDS = {
 
 def get_backend(name: str):
     if name not in BACKENDS:
-        raise BackendUnavailable(
-            f"backend {name!r} is not available; choose one of {sorted(BACKENDS)}"
-        )
+        raise BackendUnavailable(f"backend {name!r} is not available; choose one of {sorted(BACKENDS)}")
     return BACKENDS[name]

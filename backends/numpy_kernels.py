@@ -146,6 +146,21 @@ def batchnorm_backward(
     return dx, dgamma, dbeta
 
 
+def batchnorm_infer_backward(
+    x: np.ndarray,
+    dy: np.ndarray,
+    gamma: np.ndarray,
+    moving_mean: np.ndarray,
+    moving_variance: np.ndarray,
+    epsilon: float,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Gradient in inference mode, where the normalisation is a fixed affine map."""
+    axes = tuple(range(x.ndim - 1))
+    inv_std = 1.0 / np.sqrt(moving_variance + epsilon)
+    dgamma = (dy * (x - moving_mean) * inv_std).sum(axis=axes)
+    return dy * (gamma * inv_std), dgamma, dy.sum(axis=axes)
+
+
 def relu_forward(x: np.ndarray) -> np.ndarray:
     return np.maximum(x, 0)
 

@@ -1,9 +1,9 @@
 """numnet: handwritten-digit networks from scratch in NumPy and Numba, checked against Keras.
 
-    import numnet
-    model = numnet.build(numnet.specs.mlp(), backend="numpy", seed=0)
-    (x_train, y_train), (x_test, y_test) = numnet.data.load_mnist()
-    model.fit(numnet.data.to_model_input(x_train), y_train, epochs=10, batch_size=100)
+import numnet
+model = numnet.build(numnet.specs.mlp(), backend="numpy", seed=0)
+(x_train, y_train), (x_test, y_test) = numnet.data.load_mnist()
+model.fit(numnet.data.to_model_input(x_train), y_train, epochs=10, batch_size=100)
 """
 
 from __future__ import annotations

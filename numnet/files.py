@@ -51,7 +51,7 @@ def write_json(path: str | Path, data: Any) -> None:
 
 def _write_array(archive: zipfile.ZipFile, name: str, array: np.ndarray) -> None:
     with archive.open(name, "w", force_zip64=True) as member:
-        np.lib.format.write_array(member, np.ascontiguousarray(array), allow_pickle=False)
+        np.lib.format.write_array(member, np.asarray(array, order="C"), allow_pickle=False)
 
 
 def save_model(model, path: str | Path) -> None:
@@ -95,7 +95,9 @@ def _read_array(archive: zipfile.ZipFile, name: str, shape: tuple, path: Path) -
             data = member.read(int(np.prod(shape)) * dtype.itemsize)
         return np.frombuffer(data, dtype=dtype).reshape(shape).copy()
     except KeyError:
-        raise ModelFileError(f"model file '{path}' is missing array {name}; re-save it or train again") from None
+        raise ModelFileError(
+            f"model file '{path}' is missing array {name}; re-save it or train again"
+        ) from None
     except (zipfile.BadZipFile, ValueError, OSError, EOFError) as error:
         if isinstance(error, NumnetError):
             raise
@@ -160,7 +162,9 @@ def load_model(path: str | Path, backend: str | None = None):
                 f"model file '{path}' has {len(header.get('weights', []))} weight arrays; "
                 f"its spec needs {len(expected)}"
             )
-        weights = [_read_array(archive, f"weights/{i:03d}.npy", shape, path) for i, shape in enumerate(expected)]
+        weights = [
+            _read_array(archive, f"weights/{i:03d}.npy", shape, path) for i, shape in enumerate(expected)
+        ]
         model.set_weights(weights)
         optimizer_shapes = [s.shape for s in model.optimizer.get_state()]
         if len(header.get("optimizer", [])) == len(optimizer_shapes):

@@ -15,9 +15,15 @@ import numpy as np
 from numnet.errors import SpecError
 
 Shape = tuple[int, ...]  # per-sample shape, without the batch axis
+MAX_LAYER_PARAMS = 100_000_000  # far above any MNIST network; stops a hostile spec exhausting memory
 
 
 def glorot_uniform(rng: np.random.Generator, shape: Shape, fan_in: int, fan_out: int, dtype) -> np.ndarray:
+    size = int(np.prod(shape, dtype=np.float64))
+    if size > MAX_LAYER_PARAMS:
+        raise SpecError(
+            f"a kernel of shape {shape} has {size:,} parameters; numnet allows {MAX_LAYER_PARAMS:,}"
+        )
     limit = np.sqrt(6.0 / (fan_in + fan_out))
     return rng.uniform(-limit, limit, size=shape).astype(dtype)
 
@@ -191,12 +197,13 @@ class BatchNormalization(Layer):
     def forward(self, x, training):
         k, eps = self.kernels, self.config["epsilon"]
         gamma, beta = self.params["gamma"], self.params["beta"]
+        self.x, self.training = x, training
         if not training:
             return k.batchnorm_infer_forward(
                 x, gamma, beta, self.state["moving_mean"], self.state["moving_variance"], eps
             )
         y, mean, var, self.inv_std = k.batchnorm_train_forward(x, gamma, beta, eps)
-        self.x, self.mean = x, mean
+        self.mean = mean
         momentum = self.config["momentum"]
         for name, batch_stat in (("moving_mean", mean), ("moving_variance", var)):
             moving = self.state[name]
@@ -205,9 +212,19 @@ class BatchNormalization(Layer):
         return y
 
     def backward(self, dy):
-        dx, self.grads["gamma"], self.grads["beta"] = self.kernels.batchnorm_backward(
-            self.x, dy, self.params["gamma"], self.mean, self.inv_std
-        )
+        if self.training:
+            dx, self.grads["gamma"], self.grads["beta"] = self.kernels.batchnorm_backward(
+                self.x, dy, self.params["gamma"], self.mean, self.inv_std
+            )
+        else:  # the moving statistics are constants here
+            dx, self.grads["gamma"], self.grads["beta"] = self.kernels.batchnorm_infer_backward(
+                self.x,
+                dy,
+                self.params["gamma"],
+                self.state["moving_mean"],
+                self.state["moving_variance"],
+                self.config["epsilon"],
+            )
         return dx
 
 

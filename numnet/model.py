@@ -33,6 +33,7 @@ class Model:
         self.kernels = kernels
         self.backend = kernels.NAME
         self.dtype = np.dtype(dtype)
+        self.seed = seed
         self.input_shape = tuple(self.spec["input_shape"])
         init_rng = np.random.default_rng(seed)
         self.dropout_rng = np.random.default_rng([seed, 1])
@@ -180,7 +181,7 @@ class Model:
         history["seconds"] = []
         n = x.shape[0]
         steps = -(-n // batch_size)
-        for epoch in range(epochs):
+        for _ in range(epochs):
             start = time.perf_counter()
             order = self.shuffle_rng.permutation(n) if shuffle else np.arange(n)
             total_loss, correct, seen = 0.0, 0, 0

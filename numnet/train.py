@@ -1,0 +1,164 @@
+"""Training CLI, the main job: `python -m numnet.train --backend numba`.
+
+With no --model it trains both seed networks (MLP, then CNN) on real MNIST and saves them under
+$NUMNET_HOME/models, where the drawing apps look for them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+import numnet
+from numnet import data, specs
+from numnet.errors import NumnetError, TrainingDiverged
+from numnet.files import write_json
+
+# The seed's settings; the CNN's epochs are what reaches >= 99.0 % test accuracy in minutes on 2 cores.
+DEFAULTS = {
+    "mlp": {"epochs": 10, "batch_size": 100, "validation_split": 0.2},
+    "cnn": {"epochs": 4, "batch_size": 1024, "validation_split": 0.0},
+}
+CUSTOM_DEFAULTS = {"epochs": 10, "batch_size": 100, "validation_split": 0.0}
+
+
+def models_dir() -> Path:
+    return data.numnet_home() / "models"
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m numnet.train", description=__doc__.splitlines()[0])
+    parser.add_argument("--backend", choices=numnet.BACKENDS, default="numpy")
+    parser.add_argument(
+        "--model", action="append", help="mlp, cnn or a spec.json (repeatable; default: mlp and cnn)"
+    )
+    parser.add_argument("--epochs", type=int, help="default: 10 (MLP), 4 (CNN)")
+    parser.add_argument("--batch-size", type=int, help="default: 100 (MLP), 1024 (CNN)")
+    parser.add_argument("--validation-split", type=float, help="default: 0.2 (MLP), 0 (CNN)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=None, help="default: $NUMNET_HOME/models")
+    parser.add_argument(
+        "--resume", type=Path, help="continue from a checkpoint written by an interrupted run"
+    )
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    return parser.parse_args(argv)
+
+
+def settings_for(name: str, args: argparse.Namespace) -> dict:
+    settings = dict(DEFAULTS.get(name, CUSTOM_DEFAULTS))
+    for key in settings:
+        if getattr(args, key) is not None:
+            settings[key] = getattr(args, key)
+    return settings
+
+
+def describe_device(model) -> str:
+    describe = getattr(model, "device", None)
+    if describe:
+        return describe
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"CPU: {cpu} ({os.cpu_count()} cores)"
+
+
+def per_digit_accuracy(probabilities: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    predicted = probabilities.argmax(axis=1)
+    return {str(d): float((predicted[labels == d] == d).mean()) for d in range(10)}
+
+
+def train_one(model, name: str, settings: dict, mnist, out: Path, verbose: bool) -> dict:
+    (x_train, y_train), (x_test, y_test) = mnist
+    x_train, x_test = data.to_model_input(x_train), data.to_model_input(x_test)
+    model_path = out / f"{name}.npz"
+    checkpoint = out / f"{name}.checkpoint.npz"
+    remaining = settings["epochs"] - model.epochs_done
+    print(f"\n== {name}: {settings} on {model.backend} ({describe_device(model)})")
+    model.summary()
+    start = time.perf_counter()
+    try:
+        history = model.fit(
+            x_train,
+            y_train,
+            epochs=max(remaining, 0),
+            batch_size=settings["batch_size"],
+            validation_split=settings["validation_split"],
+            verbose=int(verbose),
+            on_epoch_end=lambda m, _: m.save(checkpoint),
+        )
+    except KeyboardInterrupt:
+        model.save(checkpoint)
+        print(
+            f"\ninterrupted after {model.epochs_done} complete epoch(s); checkpoint saved to {checkpoint}\n"
+            f"resume with: python -m numnet.train --backend {model.backend} --resume {checkpoint}",
+            file=sys.stderr,
+        )
+        raise SystemExit(130) from None
+    wall = time.perf_counter() - start
+    probabilities = model.predict(x_test)
+    test_accuracy = float((probabilities.argmax(axis=1) == y_test).mean())
+    digits = per_digit_accuracy(probabilities, y_test)
+    model.save(model_path)
+    checkpoint.unlink(missing_ok=True)
+    record = {
+        "model": name,
+        "path": str(model_path),
+        "backend": model.backend,
+        "device": describe_device(model),
+        "settings": {**settings, "seed": model.seed},
+        "params": model.count_params(),
+        "history": history,
+        "test_accuracy": test_accuracy,
+        "per_digit_accuracy": digits,
+        "train_seconds": wall,
+        "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "numnet_version": numnet.__version__,
+    }
+    write_json(out / f"{name}.run.json", record)
+    print(f"{name}: test accuracy {test_accuracy:.2%} in {wall:.1f} s of training; saved {model_path}")
+    print("per digit: " + "  ".join(f"{d}: {a:.1%}" for d, a in digits.items()))
+    return record
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    out = args.out or models_dir()
+    try:
+        jobs = []
+        if args.resume:
+            model = numnet.load(args.resume, backend=args.backend)
+            name = args.resume.name.removesuffix(".checkpoint.npz").removesuffix(".npz")
+            jobs.append((name, model))
+        else:
+            for choice in args.model or ["mlp", "cnn"]:
+                spec = specs.resolve(choice)
+                model = numnet.build(spec, backend=args.backend, seed=args.seed)
+                jobs.append((spec["name"], model))
+        mnist = data.load_mnist()
+        total = time.perf_counter()
+        for name, model in jobs:
+            train_one(model, name, settings_for(name, args), mnist, out, verbose=not args.quiet)
+        print(f"\ndone in {time.perf_counter() - total:.1f} s; models in {out}")
+        return 0
+    except TrainingDiverged as error:
+        print(f"error: training diverged: {error}", file=sys.stderr)
+        return 1
+    except NumnetError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

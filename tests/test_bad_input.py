@@ -1,0 +1,170 @@
+"""Bad input of every kind gets a clear error naming the problem, never a traceback from deep inside."""
+
+from __future__ import annotations
+
+import json
+import pickle
+import zipfile
+
+import numpy as np
+import pytest
+
+import numnet
+from numnet.errors import BackendUnavailable, InputError, ModelFileError, SpecError
+
+
+@pytest.fixture(scope="module")
+def mlp():
+    return numnet.build(numnet.specs.mlp(), seed=0)
+
+
+@pytest.fixture
+def saved_mlp(tmp_path, mlp):
+    path = tmp_path / "mlp.npz"
+    mlp.save(path)
+    return path
+
+
+@pytest.mark.parametrize(
+    "shape,message",
+    [((5, 28, 27, 1), r"shape \(5, 28, 27, 1\); this model takes \(N, 28, 28, 1\)"),
+     ((28, 28), r"shape \(28, 28\)"),
+     ((0, 28, 28, 1), "is empty")],
+)  # fmt: skip
+def test_predict_rejects_wrong_shapes(mlp, shape, message):
+    with pytest.raises(InputError, match=message):
+        mlp.predict(np.zeros(shape, np.float32))
+
+
+def test_predict_accepts_images_without_a_channel_axis(mlp):
+    assert mlp.predict(np.zeros((2, 28, 28), np.float32)).shape == (2, 10)
+
+
+def test_nan_input_is_rejected_naming_the_count(mlp):
+    x = np.zeros((4, 28, 28, 1), np.float32)
+    x[1, 3, 3, 0] = np.nan
+    x[3, 0, 0, 0] = np.inf
+    with pytest.raises(InputError, match=r"NaN or infinite values in 2 sample\(s\)"):
+        mlp.predict(x)
+
+
+def test_uint8_images_are_rejected_with_the_fix(mlp):
+    with pytest.raises(InputError, match="to_model_input"):
+        mlp.predict(np.zeros((1, 28, 28, 1), np.uint8))
+
+
+def test_labels_are_checked(mlp):
+    x = np.zeros((3, 28, 28, 1), np.float32)
+    with pytest.raises(InputError, match="outside 0..9"):
+        mlp.fit(x, np.array([0, 1, 10]), verbose=0)
+    with pytest.raises(InputError, match=r"expected \(3,\) integer class ids"):
+        mlp.fit(x, np.array([0, 1]), verbose=0)
+    with pytest.raises(InputError, match="integer class ids"):
+        mlp.fit(x, np.array([0.0, 1.0, 2.0]), verbose=0)
+
+
+@pytest.mark.parametrize(
+    "spec,message",
+    [
+        ({"input_shape": [28, 28, 1], "layers": [{"type": "Conv3D"}]}, "unknown layer type 'Conv3D'"),
+        ({"input_shape": [28, 28, 1], "layers": [{"type": "Dense", "units": 3, "kernel": 1}]},
+         "Dense does not take 'kernel'"),
+        ({"input_shape": [28, 28, 1], "layers": [{"type": "Dense", "units": 10, "activation": "softmax"}]},
+         "put a Flatten before it"),
+        ({"input_shape": [784], "layers": [{"type": "Dense", "units": 10, "activation": "tanh"}]},
+         "activation 'tanh' is not supported"),
+        ({"input_shape": [784], "layers": [{"type": "Dense", "units": 10}]}, "end the spec with softmax"),
+        ({"input_shape": [4, 4, 1], "layers": [{"type": "Conv2D", "filters": 2, "kernel_size": 5}]},
+         "does not fit input"),
+        ({"input_shape": "28x28", "layers": []}, "input_shape"),
+        ({"input_shape": [784], "layers": [{"type": "Flatten"}], "optimizer": {"type": "rmsprop"}},
+         "optimizer must be"),
+        ([1, 2], "must be a JSON object"),
+    ],
+)  # fmt: skip
+def test_bad_specs_name_the_problem(spec, message):
+    with pytest.raises(SpecError, match=message):
+        numnet.build(spec)
+
+
+def test_unknown_backend(mlp):
+    with pytest.raises(BackendUnavailable, match="backend 'jax' is not available"):
+        numnet.build(numnet.specs.mlp(), backend="jax")
+
+
+def test_set_weights_checks_count_and_shapes(mlp):
+    weights = mlp.get_weights()
+    with pytest.raises(InputError, match="got 3 arrays; this model has 4"):
+        mlp.set_weights(weights[:3])
+    with pytest.raises(InputError, match=r"weight 1 has shape \(127,\); expected \(128,\)"):
+        mlp.set_weights([weights[0], np.zeros(127), *weights[2:]])
+
+
+def test_truncated_model_file(saved_mlp):
+    data = saved_mlp.read_bytes()
+    saved_mlp.write_bytes(data[: len(data) // 3])
+    with pytest.raises(ModelFileError, match="truncated"):
+        numnet.load(saved_mlp)
+
+
+def test_corrupt_weights_are_detected(saved_mlp):
+    data = bytearray(saved_mlp.read_bytes())
+    start = data.index(b"weights/000.npy") + 400  # inside the first weight array
+    data[start : start + 64] = bytes(64)
+    saved_mlp.write_bytes(bytes(data))
+    with pytest.raises(ModelFileError, match="corrupt"):
+        numnet.load(saved_mlp)
+
+
+def test_missing_model_file(tmp_path):
+    with pytest.raises(ModelFileError, match="does not exist; train one"):
+        numnet.load(tmp_path / "nothing.npz")
+
+
+def test_a_pickle_is_never_executed(tmp_path):
+    marker = tmp_path / "pwned"
+
+    class Exploit:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    hostile = tmp_path / "model.npz"
+    hostile.write_bytes(pickle.dumps(Exploit()))
+    with pytest.raises(ModelFileError):
+        numnet.load(hostile)
+    assert not marker.exists()
+
+
+def test_object_arrays_inside_the_zip_are_refused(saved_mlp, tmp_path):
+    hostile = tmp_path / "hostile.npz"
+    with zipfile.ZipFile(saved_mlp) as src, zipfile.ZipFile(hostile, "w") as dst:
+        for item in src.infolist():
+            if item.filename == "weights/000.npy":
+                with dst.open(item.filename, "w") as member:
+                    np.lib.format.write_array(member, np.array([object()], dtype=object), allow_pickle=True)
+            else:
+                dst.writestr(item, src.read(item))
+    with pytest.raises(ModelFileError, match="unsupported dtype object"):
+        numnet.load(hostile)
+
+
+def test_header_claiming_a_huge_array_is_refused_before_reading(saved_mlp, tmp_path):
+    hostile = tmp_path / "huge.npz"
+    with zipfile.ZipFile(saved_mlp) as src, zipfile.ZipFile(hostile, "w") as dst:
+        for item in src.infolist():
+            if item.filename == "header.json":
+                header = json.loads(src.read(item))
+                header["spec"]["layers"][1]["units"] = 10**9
+                dst.writestr(item, json.dumps(header))
+            else:
+                dst.writestr(item, src.read(item))
+    with pytest.raises((ModelFileError, MemoryError)) as error:
+        numnet.load(hostile)
+    assert error.type is ModelFileError
+
+
+def test_a_zip_that_is_not_a_model(tmp_path):
+    path = tmp_path / "other.npz"
+    np.savez(path, a=np.zeros(3))
+    with pytest.raises(ModelFileError, match="not a numnet model file"):
+        numnet.load(path)

@@ -1,0 +1,104 @@
+"""Every layer's backward pass, the fused loss and a whole network, checked by finite differences."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from gradcheck import assert_close_gradients, check_layer, numerical_gradient, sample_indices
+
+import numnet
+from numnet.backends import get_backend
+from numnet.layers import layer_from_config
+
+LAYER_CASES = [
+    ({"type": "Dense", "units": 5}, (4, 7)),
+    ({"type": "Conv2D", "filters": 3, "kernel_size": 3, "padding": "valid"}, (2, 6, 5, 2)),
+    ({"type": "Conv2D", "filters": 3, "kernel_size": 3, "padding": "same"}, (2, 5, 6, 2)),
+    ({"type": "Conv2D", "filters": 2, "kernel_size": 2, "padding": "same"}, (2, 5, 5, 3)),
+    ({"type": "BatchNormalization"}, (3, 4, 5, 3)),
+    ({"type": "BatchNormalization"}, (6, 4)),
+    ({"type": "MaxPooling2D", "pool_size": 2}, (2, 5, 7, 3)),
+    ({"type": "Dropout", "rate": 0.3}, (4, 6)),
+    ({"type": "Flatten"}, (2, 3, 3, 2)),
+    ({"type": "Activation", "activation": "relu"}, (4, 6)),
+    ({"type": "Activation", "activation": "softmax"}, (4, 6)),
+]
+
+
+def build_layer(config, input_shape, backend, rng):
+    layer = layer_from_config(config)
+    kernels = get_backend(backend).kernels()
+    layer.build(input_shape[1:], np.random.default_rng(0), np.float64, kernels)
+    # Non-trivial parameters and statistics, so every term of the gradient matters.
+    for array in [*layer.params.values(), *layer.state.values()]:
+        array[...] = rng.uniform(0.5, 1.5, array.shape)
+    return layer
+
+
+@pytest.mark.parametrize("training", [True, False], ids=["training", "inference"])
+@pytest.mark.parametrize("config,input_shape", LAYER_CASES, ids=lambda c: str(c))
+def test_layer_backward_matches_finite_differences(config, input_shape, training, backend, rng):
+    layer = build_layer(config, input_shape, backend, rng)
+    x = rng.standard_normal(input_shape)
+    # Dropout draws a fresh mask per forward: replay the same mask for every evaluation.
+    reseed = (
+        (lambda: setattr(layer, "rng", np.random.default_rng(7))) if config["type"] == "Dropout" else None
+    )
+    check_layer(layer, x, training, rng, before_forward=reseed)
+
+
+def test_fused_softmax_cross_entropy_gradient(backend, rng):
+    kernels = get_backend(backend).kernels()
+    logits = rng.standard_normal((5, 10)) * 3
+    targets = np.eye(10)[rng.integers(0, 10, 5)]
+    loss, dlogits = kernels.softmax_cross_entropy(logits, targets)
+    idx = sample_indices(logits.size, rng)
+    numeric = numerical_gradient(lambda: kernels.softmax_cross_entropy(logits, targets)[0], logits, idx)
+    assert_close_gradients(dlogits.reshape(-1)[idx], numeric, "softmax cross-entropy")
+    expected = -np.mean(np.log(np.exp(logits) / np.exp(logits).sum(1, keepdims=True))[targets == 1])
+    assert loss == pytest.approx(expected, rel=1e-12)
+
+
+def test_fused_loss_is_finite_for_extreme_logits(backend):
+    kernels = get_backend(backend).kernels()
+    logits = np.array([[1000.0, -1000.0, 0.0]], dtype=np.float32)
+    loss, dlogits = kernels.softmax_cross_entropy(logits, np.array([[0.0, 1.0, 0.0]], np.float32))
+    assert loss == pytest.approx(2000.0)
+    np.testing.assert_allclose(dlogits, [[1.0, -1.0, 0.0]], atol=1e-6)
+
+
+TINY_CNN = {
+    "input_shape": [8, 8, 1],
+    "layers": [
+        {"type": "Conv2D", "filters": 3, "kernel_size": 3},
+        {"type": "BatchNormalization"},
+        {"type": "Activation", "activation": "relu"},
+        {"type": "MaxPooling2D", "pool_size": 2},
+        {"type": "Dropout", "rate": 0.2},
+        {"type": "Flatten"},
+        {"type": "Dense", "units": 6, "activation": "relu"},
+        {"type": "Dense", "units": 4, "activation": "softmax"},
+    ],
+}
+
+
+def test_whole_network_gradients(backend, rng):
+    model = numnet.build(TINY_CNN, backend=backend, seed=3, dtype=np.float64)
+    x = rng.uniform(0, 1, (5, 8, 8, 1))
+    targets = model._targets(rng.integers(0, 4, 5))
+    dropout = next(layer for layer in model.layers if layer.type == "Dropout")
+
+    def loss() -> float:
+        dropout.rng = np.random.default_rng(11)
+        logits = model._logits(x, training=True)
+        return model.kernels.softmax_cross_entropy(logits, targets)[0]
+
+    loss()
+    dropout.rng = np.random.default_rng(11)
+    _, dlogits = model.kernels.softmax_cross_entropy(model._logits(x, training=True), targets)
+    model._backward(dlogits)
+    for layer in model.layers:
+        for name, param in layer.params.items():
+            idx = sample_indices(param.size, rng, count=15)
+            numeric = numerical_gradient(loss, param, idx)
+            assert_close_gradients(layer.grads[name].reshape(-1)[idx], numeric, f"{layer.type} {name}")

@@ -1,0 +1,139 @@
+"""Training on real MNIST, save/load round trips and the training CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+import numnet
+from numnet.errors import TrainingDiverged
+
+
+def test_mlp_one_epoch_on_full_mnist_reaches_95_percent(backend, mnist_inputs):
+    (x_train, y_train), (x_test, y_test) = mnist_inputs
+    model = numnet.build(numnet.specs.mlp(), backend=backend, seed=0)
+    history = model.fit(x_train, y_train, epochs=1, batch_size=32, verbose=0)
+    assert history["accuracy"][0] > 0.9
+    result = model.evaluate(x_test, y_test)
+    assert result["accuracy"] >= 0.95, result
+
+
+def test_validation_split_takes_the_last_fraction(mnist_inputs):
+    (x_train, y_train), _ = mnist_inputs
+    model = numnet.build(numnet.specs.mlp(), seed=0)
+    history = model.fit(
+        x_train[:1000], y_train[:1000], epochs=1, batch_size=100, validation_split=0.2, verbose=0
+    )
+    expected = model.evaluate(x_train[800:1000], y_train[800:1000])
+    assert history["val_loss"][0] == pytest.approx(expected["loss"])
+    assert set(history) == {"loss", "accuracy", "val_loss", "val_accuracy", "seconds"}
+
+
+@pytest.mark.parametrize("name", ["mlp", "cnn"])
+def test_save_then_load_gives_identical_predictions_and_state(name, backend, mnist_inputs, tmp_path):
+    (x_train, y_train), (x_test, _) = mnist_inputs
+    model = numnet.build(numnet.specs.resolve(name), backend=backend, seed=1)
+    model.fit(x_train[:512], y_train[:512], epochs=1, batch_size=128, verbose=0)
+    path = tmp_path / f"{name}.npz"
+    model.save(path)
+    loaded = numnet.load(path)
+    assert loaded.backend == backend and loaded.epochs_done == 1
+    np.testing.assert_array_equal(loaded.predict(x_test[:200]), model.predict(x_test[:200]))
+    for a, b in zip(loaded.optimizer.get_state(), model.optimizer.get_state()):
+        np.testing.assert_array_equal(a, b)
+    assert [p.name for p in tmp_path.iterdir()] == [f"{name}.npz"]  # no temp files left behind
+
+
+def test_saving_over_a_model_replaces_it_whole(tmp_path, mnist_inputs):
+    (x_train, y_train), (x_test, _) = mnist_inputs
+    path = tmp_path / "m.npz"
+    first = numnet.build(numnet.specs.mlp(), seed=0)
+    first.save(path)
+    second = numnet.build(numnet.specs.mlp(), seed=1)
+    second.save(path)
+    np.testing.assert_array_equal(numnet.load(path).predict(x_test[:5]), second.predict(x_test[:5]))
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # the overflow is the point
+def test_diverging_loss_stops_with_the_step_named(mnist_inputs):
+    (x_train, y_train), _ = mnist_inputs
+    spec = numnet.specs.mlp()
+    spec["optimizer"] = {"type": "sgd", "learning_rate": 1e30}
+    model = numnet.build(spec)
+    with pytest.raises(TrainingDiverged, match=r"epoch 1, step \d+ of 10"):
+        model.fit(x_train[:1000], y_train[:1000], epochs=1, batch_size=100, verbose=0)
+
+
+def run_cli(*args, env_home, timeout=600):
+    env = {**os.environ, "NUMNET_HOME": str(env_home)}
+    return subprocess.run(
+        [sys.executable, "-m", "numnet.train", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def test_cli_trains_saves_and_records_a_run(tmp_path, mnist):
+    home = tmp_path / "home"
+    (home).mkdir()
+    # share the already-verified cache instead of downloading again
+    (home / "mnist.npz").symlink_to(numnet.data.cache_path())
+    result = run_cli("--model", "mlp", "--epochs", "2", "--quiet", env_home=home)
+    assert result.returncode == 0, result.stderr
+    assert "Total params: 101,770" in result.stdout and "test accuracy" in result.stdout
+    record = json.loads((home / "models" / "mlp.run.json").read_text())
+    assert record["test_accuracy"] > 0.95 and len(record["history"]["loss"]) == 2
+    assert set(record["per_digit_accuracy"]) == {str(d) for d in range(10)}
+    assert record["settings"] == {"epochs": 2, "batch_size": 100, "validation_split": 0.2, "seed": 0}
+    model = numnet.load(home / "models" / "mlp.npz")
+    (_, _), (x_test, y_test) = mnist
+    accuracy = model.evaluate(numnet.data.to_model_input(x_test), y_test)["accuracy"]
+    assert accuracy == pytest.approx(record["test_accuracy"])
+
+
+def test_cli_rejects_an_unknown_backend_without_a_traceback(tmp_path):
+    result = run_cli("--backend", "torch", env_home=tmp_path)
+    assert result.returncode == 2 and "invalid choice: 'torch'" in result.stderr
+
+
+def test_cli_reports_a_bad_spec_file_clearly(tmp_path):
+    spec = tmp_path / "spec.json"
+    spec.write_text(json.dumps({"input_shape": [28, 28, 1], "layers": [{"type": "LSTM", "units": 3}]}))
+    result = run_cli("--model", str(spec), env_home=tmp_path)
+    assert result.returncode == 2
+    assert "unknown layer type 'LSTM'" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_ctrl_c_saves_a_checkpoint_and_resume_finishes(tmp_path, mnist):
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "mnist.npz").symlink_to(numnet.data.cache_path())
+    env = {**os.environ, "NUMNET_HOME": str(home)}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "numnet.train", "--model", "mlp", "--epochs", "500", "--batch-size", "32"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    checkpoint = home / "models" / "mlp.checkpoint.npz"
+    deadline = time.time() + 120
+    while not checkpoint.exists() and time.time() < deadline:
+        time.sleep(0.2)
+    assert checkpoint.exists(), "no checkpoint after the first epoch"
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr
+    assert f"--resume {checkpoint}" in stderr
+    done = numnet.load(checkpoint).epochs_done
+    assert done >= 1
+    result = run_cli("--resume", str(checkpoint), "--epochs", str(done + 1), "--quiet", env_home=home)
+    assert result.returncode == 0, result.stderr
+    assert numnet.load(home / "models" / "mlp.npz").epochs_done == done + 1
+    assert not checkpoint.exists()

@@ -37,6 +37,7 @@ class KernelBackend:
 
 BACKENDS = {
     "numpy": KernelBackend("numnet.backends.numpy_kernels", "numpy"),
+    "numba": KernelBackend("numnet.backends.numba_kernels", "numba"),
 }
 
 

@@ -18,9 +18,9 @@ def dense_forward(x: np.ndarray, kernel: np.ndarray, bias: np.ndarray) -> np.nda
 
 
 def dense_backward(
-    x: np.ndarray, kernel: np.ndarray, dy: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    return dy @ kernel.T, x.T @ dy, dy.sum(axis=0)
+    x: np.ndarray, kernel: np.ndarray, dy: np.ndarray, need_dx: bool = True
+) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
+    return (dy @ kernel.T if need_dx else None), x.T @ dy, dy.sum(axis=0)
 
 
 def same_padding(k: int) -> tuple[int, int]:
@@ -56,13 +56,16 @@ def conv2d_forward(
 
 
 def conv2d_backward(
-    x: np.ndarray, kernel: np.ndarray, dy: np.ndarray, padding: str, cols: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    x: np.ndarray, kernel: np.ndarray, dy: np.ndarray, padding: str, cols: np.ndarray, need_dx: bool = True
+) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
+    """need_dx=False skips the input gradient (the first layer has no use for it)."""
     kh, kw, cin, cout = kernel.shape
     n, ho, wo, _ = dy.shape
     dy2 = dy.reshape(-1, cout)
     dkernel = (cols.T @ dy2).reshape(kernel.shape)
-    dbias = dy2.sum(axis=0)
+    dbias = dy2.sum(axis=0, dtype=np.float64).astype(dy.dtype)
+    if not need_dx:
+        return None, dkernel, dbias
     dcols = (dy2 @ kernel.reshape(-1, cout).T).reshape(n, ho, wo, kh, kw, cin)
     # col2im: each kernel offset (i, j) sends its gradient back to a shifted window of the input.
     dxp = np.zeros((n, ho + kh - 1, wo + kw - 1, cin), dtype=dy.dtype)
@@ -113,12 +116,13 @@ def batchnorm_train_forward(
 
     Returns y, the batch mean, the biased batch variance and 1/sqrt(var + eps).
     """
+    # Sums over a strided axis add naively; float64 accumulation keeps float32 batches exact enough.
     axes = tuple(range(x.ndim - 1))
-    mean = x.mean(axis=axes)
-    var = x.var(axis=axes)
+    mean = x.mean(axis=axes, dtype=np.float64)
+    var = x.var(axis=axes, dtype=np.float64)
     inv_std = 1.0 / np.sqrt(var + epsilon)
-    y = (x - mean) * (inv_std * gamma) + beta
-    return y, mean, var, inv_std
+    y = ((x - mean) * (inv_std * gamma) + beta).astype(x.dtype)
+    return y, mean.astype(x.dtype), var.astype(x.dtype), inv_std.astype(x.dtype)
 
 
 def batchnorm_infer_forward(
@@ -140,10 +144,11 @@ def batchnorm_backward(
     axes = tuple(range(x.ndim - 1))
     m = x.size // x.shape[-1]
     xhat = (x - mean) * inv_std
-    dbeta = dy.sum(axis=axes)
-    dgamma = (dy * xhat).sum(axis=axes)
-    dx = (gamma * inv_std / m) * (m * dy - dbeta - xhat * dgamma)
-    return dx, dgamma, dbeta
+    dbeta = dy.sum(axis=axes, dtype=np.float64)
+    dgamma = (dy * xhat).sum(axis=axes, dtype=np.float64)
+    # Subtract the means, not m-times-scaled sums: m*dy - sum(dy) loses float32 digits for large m.
+    dx = (gamma * inv_std) * (dy - (dbeta / m).astype(dy.dtype) - xhat * (dgamma / m).astype(dy.dtype))
+    return dx, dgamma.astype(dy.dtype), dbeta.astype(dy.dtype)
 
 
 def batchnorm_infer_backward(

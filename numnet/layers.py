@@ -46,6 +46,7 @@ class Layer:
         self.grads: dict[str, np.ndarray] = {}
         self.state: dict[str, np.ndarray] = {}
         self.kernels: ModuleType | None = None
+        self.needs_input_grad = True  # the model turns this off for its first layer
 
     def build(self, input_shape: Shape, rng: np.random.Generator, dtype, kernels: ModuleType) -> Shape:
         """Creates the parameters for this input shape and returns the output shape."""
@@ -128,7 +129,7 @@ class Dense(Layer):
 
     def backward(self, dy):
         dx, self.grads["kernel"], self.grads["bias"] = self.kernels.dense_backward(
-            self.x, self.params["kernel"], dy
+            self.x, self.params["kernel"], dy, self.needs_input_grad
         )
         return dx
 
@@ -176,7 +177,7 @@ class Conv2D(Layer):
 
     def backward(self, dy):
         dx, self.grads["kernel"], self.grads["bias"] = self.kernels.conv2d_backward(
-            self.x, self.params["kernel"], dy, self.config["padding"], self.cache
+            self.x, self.params["kernel"], dy, self.config["padding"], self.cache, self.needs_input_grad
         )
         self.cache = None
         return dx

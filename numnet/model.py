@@ -53,6 +53,10 @@ class Model:
                 act.build(shape, rng, self.dtype, kernels)
                 self.ops.append(act)
         self.output_shape = shape
+        # Backward stops at the first layer with parameters: nothing before it wants a gradient.
+        first = next((i for i, op in enumerate(self.ops) if op.params), 0)
+        self.ops[first].needs_input_grad = False
+        self.backward_ops = self.ops[first:-1][::-1]
         last = self.ops[-1]
         if not (isinstance(last, Activation) and last.name == "softmax") or len(shape) != 1:
             raise SpecError("the last layer must output class probabilities: end the spec with softmax")
@@ -79,7 +83,7 @@ class Model:
 
     def _backward(self, dlogits: np.ndarray) -> None:
         dy = dlogits
-        for op in reversed(self.ops[:-1]):
+        for op in self.backward_ops:
             dy = op.backward(dy)
 
     def trainable_weights(self) -> list[np.ndarray]:

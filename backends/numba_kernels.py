@@ -1,0 +1,357 @@
+"""Numba kernels: the same functions as `numpy_kernels`, made fast on the CPU.
+
+Where the work is a large matrix product (dense layers, im2col convolution) it goes to BLAS, which
+runs near the machine's matmul peak. Everything around it — im2col/col2im, batch-norm statistics
+and normalisation, ReLU, pooling, dropout, the Adam update — is a parallel Numba loop that makes one
+pass over memory and no temporaries. Kernels are compiled with `cache=True`, so a second process
+loads them from disk instead of compiling again.
+
+Threads: Numba and OpenBLAS each use one thread per core, and never at the same time (a kernel
+finishes before the next BLAS call starts), so there are never more busy threads than cores.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+import numba
+import numpy as np
+from numba import njit, prange
+
+from numnet.backends import numpy_kernels
+
+NAME = "numba"
+CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+numba.set_num_threads(min(numba.config.NUMBA_NUM_THREADS, CORES))
+
+# Small or rarely-called pieces gain nothing from compilation: share the reference versions.
+softmax = numpy_kernels.softmax
+softmax_backward = numpy_kernels.softmax_backward
+softmax_cross_entropy = numpy_kernels.softmax_cross_entropy
+same_padding = numpy_kernels.same_padding
+batchnorm_infer_backward = numpy_kernels.batchnorm_infer_backward
+
+jit = njit(parallel=True, cache=True, fastmath=False, nogil=True)
+
+
+def _chunks(total: int) -> int:
+    """How many pieces a parallel reduction splits `total` rows into."""
+    return max(1, min(total, 4 * numba.get_num_threads()))
+
+
+# -- dense ----------------------------------------------------------------------------------------
+@jit
+def _add_bias(y, bias):
+    rows, cols = y.shape
+    for i in prange(rows):
+        for j in range(cols):
+            y[i, j] += bias[j]
+
+
+@jit
+def _column_sums(a, chunks):
+    rows, cols = a.shape
+    partial = np.zeros((chunks, cols), dtype=np.float64)
+    for t in prange(chunks):
+        for i in range(t * rows // chunks, (t + 1) * rows // chunks):
+            for j in range(cols):
+                partial[t, j] += a[i, j]
+    return partial.sum(axis=0)
+
+
+def dense_forward(x: np.ndarray, kernel: np.ndarray, bias: np.ndarray) -> np.ndarray:
+    y = x @ kernel
+    _add_bias(y, bias)
+    return y
+
+
+def dense_backward(x, kernel, dy, need_dx=True):
+    db = _column_sums(dy, _chunks(dy.shape[0])).astype(dy.dtype)
+    return (dy @ kernel.T if need_dx else None), x.T @ dy, db
+
+
+# -- convolution ----------------------------------------------------------------------------------
+@jit
+def _im2col(x, kh, kw, top, left, ho, wo):
+    """Rows (n, y, x), columns (i, j, c); zero padding of `top`/`left` handled on the fly."""
+    n, h, w, c = x.shape
+    cols = np.empty((n * ho * wo, kh * kw * c), dtype=x.dtype)
+    for b in prange(n):
+        for oy in range(ho):
+            for ox in range(wo):
+                row = (b * ho + oy) * wo + ox
+                for i in range(kh):
+                    iy = oy + i - top
+                    for j in range(kw):
+                        ix = ox + j - left
+                        base = (i * kw + j) * c
+                        if 0 <= iy < h and 0 <= ix < w:
+                            for ch in range(c):
+                                cols[row, base + ch] = x[b, iy, ix, ch]
+                        else:
+                            for ch in range(c):
+                                cols[row, base + ch] = 0
+    return cols
+
+
+@jit
+def _col2im(dcols, n, h, w, c, kh, kw, top, left, ho, wo):
+    dx = np.zeros((n, h, w, c), dtype=dcols.dtype)
+    for b in prange(n):  # each sample is independent, so no two threads write the same element
+        for oy in range(ho):
+            for ox in range(wo):
+                row = (b * ho + oy) * wo + ox
+                for i in range(kh):
+                    iy = oy + i - top
+                    if iy < 0 or iy >= h:
+                        continue
+                    for j in range(kw):
+                        ix = ox + j - left
+                        if ix < 0 or ix >= w:
+                            continue
+                        base = (i * kw + j) * c
+                        for ch in range(c):
+                            dx[b, iy, ix, ch] += dcols[row, base + ch]
+    return dx
+
+
+def _geometry(x_shape, kernel_shape, padding):
+    kh, kw = kernel_shape[:2]
+    _, h, w, _ = x_shape
+    if padding == "same":
+        (top, _), (left, _) = same_padding(kh), same_padding(kw)
+        return top, left, h, w
+    return 0, 0, h - kh + 1, w - kw + 1
+
+
+def conv2d_forward(x, kernel, bias, padding):
+    kh, kw, cin, cout = kernel.shape
+    top, left, ho, wo = _geometry(x.shape, kernel.shape, padding)
+    cols = _im2col(x, kh, kw, top, left, ho, wo)
+    y = cols @ kernel.reshape(kh * kw * cin, cout)
+    _add_bias(y, bias)
+    return y.reshape(x.shape[0], ho, wo, cout), cols
+
+
+def conv2d_backward(x, kernel, dy, padding, cols, need_dx=True):
+    kh, kw, cin, cout = kernel.shape
+    n, h, w, _ = x.shape
+    top, left, ho, wo = _geometry(x.shape, kernel.shape, padding)
+    dy2 = dy.reshape(-1, cout)
+    dkernel = (cols.T @ dy2).reshape(kernel.shape)
+    dbias = _column_sums(dy2, _chunks(dy2.shape[0])).astype(dy.dtype)
+    if not need_dx:
+        return None, dkernel, dbias
+    dcols = dy2 @ kernel.reshape(-1, cout).T
+    return _col2im(dcols, n, h, w, cin, kh, kw, top, left, ho, wo), dkernel, dbias
+
+
+# -- pooling ----------------------------------------------------------------------------------------
+@jit
+def _maxpool_forward(x):
+    n, h, w, c = x.shape
+    ho, wo = h // 2, w // 2
+    y = np.empty((n, ho, wo, c), dtype=x.dtype)
+    argmax = np.empty((n, ho, wo, c), dtype=np.uint8)
+    for b in prange(n):
+        for oy in range(ho):
+            for ox in range(wo):
+                for ch in range(c):
+                    best = x[b, 2 * oy, 2 * ox, ch]
+                    at = 0
+                    for k in range(1, 4):  # row-major order inside the window; ties keep the first
+                        v = x[b, 2 * oy + k // 2, 2 * ox + k % 2, ch]
+                        if v > best:
+                            best = v
+                            at = k
+                    y[b, oy, ox, ch] = best
+                    argmax[b, oy, ox, ch] = at
+    return y, argmax
+
+
+@jit
+def _maxpool_backward(dy, argmax, h, w):
+    n, ho, wo, c = dy.shape
+    dx = np.zeros((n, h, w, c), dtype=dy.dtype)
+    for b in prange(n):
+        for oy in range(ho):
+            for ox in range(wo):
+                for ch in range(c):
+                    k = argmax[b, oy, ox, ch]
+                    dx[b, 2 * oy + k // 2, 2 * ox + k % 2, ch] = dy[b, oy, ox, ch]
+    return dx
+
+
+def maxpool2d_forward(x):
+    return _maxpool_forward(x)
+
+
+def maxpool2d_backward(dy, argmax, x_shape):
+    return _maxpool_backward(dy, argmax, x_shape[1], x_shape[2])
+
+
+# -- batch normalisation ----------------------------------------------------------------------------
+@jit
+def _channel_moments(x2, chunks):
+    """Per-channel mean and biased variance, accumulated in float64 (x2: (rows, C))."""
+    rows, c = x2.shape
+    partial = np.zeros((chunks, 2, c), dtype=np.float64)
+    for t in prange(chunks):
+        s = np.zeros(c, dtype=np.float64)
+        ss = np.zeros(c, dtype=np.float64)
+        for i in range(t * rows // chunks, (t + 1) * rows // chunks):
+            for ch in range(c):
+                v = np.float64(x2[i, ch])
+                s[ch] += v
+                ss[ch] += v * v
+        partial[t, 0] = s
+        partial[t, 1] = ss
+    total = partial.sum(axis=0)
+    mean = total[0] / rows
+    var = np.maximum(total[1] / rows - mean * mean, 0.0)
+    return mean, var
+
+
+@jit
+def _scale_shift(x2, scale, shift):
+    rows, c = x2.shape
+    y = np.empty_like(x2)
+    for i in prange(rows):
+        for ch in range(c):
+            y[i, ch] = x2[i, ch] * scale[ch] + shift[ch]
+    return y
+
+
+@jit
+def _batchnorm_grad_sums(x2, dy2, mean, chunks):
+    """sum(dy) and sum(dy * (x - mean)) per channel."""
+    rows, c = x2.shape
+    partial = np.zeros((chunks, 2, c), dtype=np.float64)
+    for t in prange(chunks):
+        s = np.zeros(c, dtype=np.float64)
+        sx = np.zeros(c, dtype=np.float64)
+        for i in range(t * rows // chunks, (t + 1) * rows // chunks):
+            for ch in range(c):
+                g = np.float64(dy2[i, ch])
+                s[ch] += g
+                sx[ch] += g * (x2[i, ch] - mean[ch])
+        partial[t, 0] = s
+        partial[t, 1] = sx
+    return partial.sum(axis=0)
+
+
+@jit
+def _batchnorm_dx(x2, dy2, mean, a, b, k):
+    """dx = a*dy - b - k*(x - mean), per channel: the batch-norm backward in one pass."""
+    rows, c = x2.shape
+    dx = np.empty_like(dy2)
+    for i in prange(rows):
+        for ch in range(c):
+            dx[i, ch] = a[ch] * dy2[i, ch] - b[ch] - k[ch] * (x2[i, ch] - mean[ch])
+    return dx
+
+
+def batchnorm_train_forward(x, gamma, beta, epsilon):
+    c = x.shape[-1]
+    x2 = x.reshape(-1, c)
+    mean, var = _channel_moments(x2, _chunks(x2.shape[0]))
+    inv_std = 1.0 / np.sqrt(var + epsilon)
+    scale = (gamma * inv_std).astype(x.dtype)
+    shift = (beta - mean * gamma * inv_std).astype(x.dtype)
+    y = _scale_shift(x2, scale, shift).reshape(x.shape)
+    return y, mean.astype(x.dtype), var.astype(x.dtype), inv_std.astype(x.dtype)
+
+
+def batchnorm_infer_forward(x, gamma, beta, moving_mean, moving_variance, epsilon):
+    c = x.shape[-1]
+    scale = gamma / np.sqrt(moving_variance + epsilon)
+    shift = beta - moving_mean * scale
+    return _scale_shift(x.reshape(-1, c), scale.astype(x.dtype), shift.astype(x.dtype)).reshape(x.shape)
+
+
+def batchnorm_backward(x, dy, gamma, mean, inv_std):
+    c = x.shape[-1]
+    x2, dy2 = x.reshape(-1, c), dy.reshape(-1, c)
+    m = x2.shape[0]
+    mean64, inv_std64, gamma64 = (np.asarray(v, np.float64) for v in (mean, inv_std, gamma))
+    sum_dy, sum_dy_xc = _batchnorm_grad_sums(x2, dy2, mean64, _chunks(m))
+    dgamma = sum_dy_xc * inv_std64
+    # dx = gamma*inv_std * (dy - sum_dy/m - xhat*dgamma/m), with xhat = (x - mean)*inv_std
+    a = gamma64 * inv_std64
+    b = a * sum_dy / m
+    k = a * inv_std64 * dgamma / m
+    dt = x.dtype
+    dx = _batchnorm_dx(x2, dy2, mean.astype(dt), a.astype(dt), b.astype(dt), k.astype(dt))
+    return dx.reshape(x.shape), dgamma.astype(dt), sum_dy.astype(dt)
+
+
+# -- activations and dropout ----------------------------------------------------------------------
+@jit
+def _relu(x):
+    flat = x.reshape(-1)
+    y = np.empty_like(flat)
+    for i in prange(flat.size):
+        y[i] = flat[i] if flat[i] > 0 else 0
+    return y.reshape(x.shape)
+
+
+@jit
+def _relu_backward(y, dy):
+    fy = y.reshape(-1)
+    fdy = dy.reshape(-1)
+    dx = np.empty_like(fdy)
+    for i in prange(fdy.size):
+        dx[i] = fdy[i] if fy[i] > 0 else 0
+    return dx.reshape(dy.shape)
+
+
+def relu_forward(x):
+    return _relu(np.ascontiguousarray(x))
+
+
+def relu_backward(y, dy):
+    return _relu_backward(np.ascontiguousarray(y), np.ascontiguousarray(dy))
+
+
+@jit
+def _scale_by_mask(x, keep, scale):
+    fx = x.reshape(-1)
+    fk = keep.reshape(-1)
+    y = np.empty_like(fx)
+    for i in prange(fx.size):
+        y[i] = fx[i] * scale if fk[i] else 0
+    return y.reshape(x.shape)
+
+
+def dropout_forward(x, keep, rate):
+    return _scale_by_mask(np.ascontiguousarray(x), keep, x.dtype.type(1.0 / (1.0 - rate)))
+
+
+def dropout_backward(dy, keep, rate):
+    return _scale_by_mask(np.ascontiguousarray(dy), keep, dy.dtype.type(1.0 / (1.0 - rate)))
+
+
+# -- optimizer --------------------------------------------------------------------------------------
+@jit
+def _adam(param, grad, m, v, alpha, beta_1, beta_2, epsilon):
+    # One reshape per line: Numba's parallel mode copies reshapes unpacked from a tuple.
+    p = param.reshape(-1)
+    g = grad.reshape(-1)
+    fm = m.reshape(-1)
+    fv = v.reshape(-1)
+    one_minus_b1 = 1 - beta_1
+    one_minus_b2 = 1 - beta_2
+    for i in prange(p.size):
+        gi = g[i]
+        mi = fm[i] + (gi - fm[i]) * one_minus_b1
+        vi = fv[i] + (gi * gi - fv[i]) * one_minus_b2
+        fm[i] = mi
+        fv[i] = vi
+        p[i] -= alpha * mi / (math.sqrt(vi) + epsilon)
+
+
+def adam_update(param, grad, m, v, alpha, beta_1, beta_2, epsilon):
+    """In place, one pass over each parameter (m, v and the weight updated together)."""
+    dt = param.dtype.type
+    _adam(param, np.ascontiguousarray(grad), m, v, dt(alpha), dt(beta_1), dt(beta_2), dt(epsilon))

@@ -12,8 +12,11 @@ finishes before the next BLAS call starts), so there are never more busy threads
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import math
 import os
+import sys
 
 import numba
 import numpy as np
@@ -24,6 +27,27 @@ from numnet.backends import numpy_kernels
 NAME = "numba"
 CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 numba.set_num_threads(min(numba.config.NUMBA_NUM_THREADS, CORES))
+
+
+def keep_freed_memory_for_reuse() -> bool:
+    """Stops glibc from returning large freed blocks to the OS.
+
+    A training step allocates and frees the same few 10-200 MB activations every step. By default
+    glibc maps each one fresh and unmaps it on free, so every step pays page faults and the
+    kernel's zeroing of every page: measured here, a ReLU over 177 MB took 60 ms instead of 11 ms.
+    Raising the mmap and trim thresholds lets malloc hand the same memory back step after step.
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c"))
+        m_trim_threshold, m_mmap_threshold = -1, -3
+        return bool(libc.mallopt(m_mmap_threshold, 1 << 30) and libc.mallopt(m_trim_threshold, 2**31 - 1))
+    except (OSError, AttributeError):  # not glibc (musl): nothing to tune
+        return False
+
+
+MEMORY_REUSE = keep_freed_memory_for_reuse()
 
 # Small or rarely-called pieces gain nothing from compilation: share the reference versions.
 softmax = numpy_kernels.softmax
@@ -73,25 +97,22 @@ def dense_backward(x, kernel, dy, need_dx=True):
 
 # -- convolution ----------------------------------------------------------------------------------
 @jit
-def _im2col(x, kh, kw, top, left, ho, wo):
-    """Rows (n, y, x), columns (i, j, c); zero padding of `top`/`left` handled on the fly."""
+def _im2col(x, kh, kw, ho, wo):
+    """Rows (n, y, x), columns (i, j, c) for a 'valid' window; x: (N, H, W, C).
+
+    For each output pixel and kernel row i, the kw*C inputs it needs are contiguous in NHWC,
+    so each row of the matrix is kh straight copies.
+    """
     n, h, w, c = x.shape
-    cols = np.empty((n * ho * wo, kh * kw * c), dtype=x.dtype)
+    run = kw * c
+    flat = x.reshape(n, h, w * c)
+    cols = np.empty((n * ho * wo, kh * run), dtype=x.dtype)
     for b in prange(n):
         for oy in range(ho):
             for ox in range(wo):
                 row = (b * ho + oy) * wo + ox
                 for i in range(kh):
-                    iy = oy + i - top
-                    for j in range(kw):
-                        ix = ox + j - left
-                        base = (i * kw + j) * c
-                        if 0 <= iy < h and 0 <= ix < w:
-                            for ch in range(c):
-                                cols[row, base + ch] = x[b, iy, ix, ch]
-                        else:
-                            for ch in range(c):
-                                cols[row, base + ch] = 0
+                    cols[row, i * run : (i + 1) * run] = flat[b, oy + i, ox * c : ox * c + run]
     return cols
 
 
@@ -128,7 +149,9 @@ def _geometry(x_shape, kernel_shape, padding):
 def conv2d_forward(x, kernel, bias, padding):
     kh, kw, cin, cout = kernel.shape
     top, left, ho, wo = _geometry(x.shape, kernel.shape, padding)
-    cols = _im2col(x, kh, kw, top, left, ho, wo)
+    if padding == "same":
+        x = numpy_kernels.pad_input(x, kh, kw, padding)
+    cols = _im2col(np.ascontiguousarray(x), kh, kw, ho, wo)
     y = cols @ kernel.reshape(kh * kw * cin, cout)
     _add_bias(y, bias)
     return y.reshape(x.shape[0], ho, wo, cout), cols
@@ -143,7 +166,8 @@ def conv2d_backward(x, kernel, dy, padding, cols, need_dx=True):
     dbias = _column_sums(dy2, _chunks(dy2.shape[0])).astype(dy.dtype)
     if not need_dx:
         return None, dkernel, dbias
-    dcols = dy2 @ kernel.reshape(-1, cout).T
+    # A C-ordered copy of the (small) transposed kernel: BLAS runs ~1.4x faster on it here.
+    dcols = dy2 @ np.ascontiguousarray(kernel.reshape(-1, cout).T)
     return _col2im(dcols, n, h, w, cin, kh, kw, top, left, ho, wo), dkernel, dbias
 
 
@@ -322,6 +346,30 @@ def _scale_by_mask(x, keep, scale):
     for i in prange(fx.size):
         y[i] = fx[i] * scale if fk[i] else 0
     return y.reshape(x.shape)
+
+
+@njit(cache=True, inline="always")
+def _splitmix64(z):
+    z = (z + np.uint64(0x9E3779B97F4A7C15)) & np.uint64(0xFFFFFFFFFFFFFFFF)
+    z = ((z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)) & np.uint64(0xFFFFFFFFFFFFFFFF)
+    z = ((z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)) & np.uint64(0xFFFFFFFFFFFFFFFF)
+    return z ^ (z >> np.uint64(31))
+
+
+@jit
+def _keep_mask(size, seed, threshold):
+    """keep[i] = hash(seed, i) >= threshold: the same mask for any number of threads."""
+    keep = np.empty(size, dtype=np.bool_)
+    for i in prange(size):
+        keep[i] = (_splitmix64(np.uint64(seed) + np.uint64(i)) >> np.uint64(40)) >= threshold
+    return keep
+
+
+def dropout_mask(rng: np.random.Generator, shape: tuple, rate: float) -> np.ndarray:
+    """Counter-based: one seed from the model's generator, then every unit hashed in parallel."""
+    seed = int(rng.integers(0, 2**63))
+    threshold = np.uint64(round(rate * (1 << 24)))  # compared with 24 random bits
+    return _keep_mask(int(np.prod(shape)), seed, threshold).reshape(shape)
 
 
 def dropout_forward(x, keep, rate):

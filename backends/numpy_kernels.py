@@ -214,6 +214,11 @@ def adam_update(
     param -= alpha * m / (np.sqrt(v) + epsilon)
 
 
+def dropout_mask(rng: np.random.Generator, shape: tuple, rate: float) -> np.ndarray:
+    """Which units survive: each independently with probability 1 - rate."""
+    return rng.random(shape, dtype=np.float32) >= rate
+
+
 def dropout_forward(x: np.ndarray, keep: np.ndarray, rate: float) -> np.ndarray:
     # keep: boolean mask of the units that survive; survivors are scaled so the mean is unchanged.
     return x * keep * np.asarray(1.0 / (1.0 - rate), dtype=x.dtype)

@@ -8,6 +8,10 @@ model.fit(numnet.data.to_model_input(x_train), y_train, epochs=10, batch_size=10
 
 from __future__ import annotations
 
+# isort: off
+from numnet import threads  # noqa: F401  (must run before NumPy is imported)
+# isort: on
+
 from pathlib import Path
 
 import numpy as np

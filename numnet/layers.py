@@ -273,7 +273,7 @@ class Dropout(Layer):
         self.keep = None
         if not training or rate == 0:
             return x
-        self.keep = self.rng.random(x.shape, dtype=np.float32) >= rate
+        self.keep = self.kernels.dropout_mask(self.rng, x.shape, rate)
         return self.kernels.dropout_forward(x, self.keep, rate)
 
     def backward(self, dy):

@@ -109,61 +109,46 @@ def maxpool2d_backward(dy: np.ndarray, argmax: np.ndarray, x_shape: tuple) -> np
     return dx
 
 
-def batchnorm_train_forward(
-    x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, epsilon: float
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Normalises with batch statistics over every axis but the last (channels).
+def channel_moments(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and biased variance per channel (last axis), accumulated in float64.
 
-    Returns y, the batch mean, the biased batch variance and 1/sqrt(var + eps).
+    NumPy sums over non-contiguous axes one by one; in float32 that loses digits on a 700k-row batch.
     """
-    # Sums over a strided axis add naively; float64 accumulation keeps float32 batches exact enough.
     axes = tuple(range(x.ndim - 1))
     mean = x.mean(axis=axes, dtype=np.float64)
     var = x.var(axis=axes, dtype=np.float64)
-    inv_std = 1.0 / np.sqrt(var + epsilon)
-    y = ((x - mean) * (inv_std * gamma) + beta).astype(x.dtype)
-    return y, mean.astype(x.dtype), var.astype(x.dtype), inv_std.astype(x.dtype)
+    return mean.astype(x.dtype), var.astype(x.dtype)
 
 
-def batchnorm_infer_forward(
-    x: np.ndarray,
-    gamma: np.ndarray,
-    beta: np.ndarray,
-    moving_mean: np.ndarray,
-    moving_variance: np.ndarray,
-    epsilon: float,
-) -> np.ndarray:
-    scale = gamma / np.sqrt(moving_variance + epsilon)
-    return x * scale + (beta - moving_mean * scale)
+def scale_shift(x: np.ndarray, scale: np.ndarray, shift: np.ndarray) -> np.ndarray:
+    """Batch norm's affine map per channel: y = x * scale + shift."""
+    return x * scale + shift
 
 
 def batchnorm_backward(
-    x: np.ndarray, dy: np.ndarray, gamma: np.ndarray, mean: np.ndarray, inv_std: np.ndarray
+    x: np.ndarray,
+    dy: np.ndarray,
+    gamma: np.ndarray,
+    mean: np.ndarray,
+    inv_std: np.ndarray,
+    batch_statistics: bool,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Gradient through batch statistics (training mode)."""
+    """Gradients of y = gamma * (x - mean) * inv_std + beta.
+
+    With batch statistics (training) mean and inv_std depend on x too; with moving statistics
+    (inference) they are constants.
+    """
     axes = tuple(range(x.ndim - 1))
     m = x.size // x.shape[-1]
     xhat = (x - mean) * inv_std
     dbeta = dy.sum(axis=axes, dtype=np.float64)
     dgamma = (dy * xhat).sum(axis=axes, dtype=np.float64)
-    # Subtract the means, not m-times-scaled sums: m*dy - sum(dy) loses float32 digits for large m.
-    dx = (gamma * inv_std) * (dy - (dbeta / m).astype(dy.dtype) - xhat * (dgamma / m).astype(dy.dtype))
+    if batch_statistics:
+        # Subtract the means, not m-times-scaled sums: m*dy - sum(dy) loses float32 digits.
+        dx = (gamma * inv_std) * (dy - (dbeta / m).astype(dy.dtype) - xhat * (dgamma / m).astype(dy.dtype))
+    else:
+        dx = dy * (gamma * inv_std)
     return dx, dgamma.astype(dy.dtype), dbeta.astype(dy.dtype)
-
-
-def batchnorm_infer_backward(
-    x: np.ndarray,
-    dy: np.ndarray,
-    gamma: np.ndarray,
-    moving_mean: np.ndarray,
-    moving_variance: np.ndarray,
-    epsilon: float,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Gradient in inference mode, where the normalisation is a fixed affine map."""
-    axes = tuple(range(x.ndim - 1))
-    inv_std = 1.0 / np.sqrt(moving_variance + epsilon)
-    dgamma = (dy * (x - moving_mean) * inv_std).sum(axis=axes)
-    return dy * (gamma * inv_std), dgamma, dy.sum(axis=axes)
 
 
 def relu_forward(x: np.ndarray) -> np.ndarray:

@@ -195,37 +195,33 @@ class BatchNormalization(Layer):
         self.state = {"moving_mean": np.zeros(c, dtype), "moving_variance": np.ones(c, dtype)}
         return super().build(input_shape, rng, dtype, kernels)
 
+    def statistics(self, x: np.ndarray, training: bool) -> tuple[np.ndarray, np.ndarray]:
+        """(mean, 1/sqrt(var + eps)) to normalise with; in training also updates the moving ones."""
+        if training:
+            mean, var = self.kernels.channel_moments(x)
+            momentum = self.config["momentum"]
+            for name, batch_stat in (("moving_mean", mean), ("moving_variance", var)):
+                moving = self.state[name]
+                moving *= momentum
+                moving += batch_stat * moving.dtype.type(1 - momentum)
+        else:
+            mean, var = self.state["moving_mean"], self.state["moving_variance"]
+        inv_std = (1.0 / np.sqrt(var.astype(np.float64) + self.config["epsilon"])).astype(x.dtype)
+        return mean.copy(), inv_std
+
+    def scale_and_shift(self) -> tuple[np.ndarray, np.ndarray]:
+        scale = self.params["gamma"] * self.inv_std
+        return scale, self.params["beta"] - self.mean * scale
+
     def forward(self, x, training):
-        k, eps = self.kernels, self.config["epsilon"]
-        gamma, beta = self.params["gamma"], self.params["beta"]
         self.x, self.training = x, training
-        if not training:
-            return k.batchnorm_infer_forward(
-                x, gamma, beta, self.state["moving_mean"], self.state["moving_variance"], eps
-            )
-        y, mean, var, self.inv_std = k.batchnorm_train_forward(x, gamma, beta, eps)
-        self.mean = mean
-        momentum = self.config["momentum"]
-        for name, batch_stat in (("moving_mean", mean), ("moving_variance", var)):
-            moving = self.state[name]
-            moving *= momentum
-            moving += (batch_stat * (1 - momentum)).astype(moving.dtype)
-        return y
+        self.mean, self.inv_std = self.statistics(x, training)
+        return self.kernels.scale_shift(x, *self.scale_and_shift())
 
     def backward(self, dy):
-        if self.training:
-            dx, self.grads["gamma"], self.grads["beta"] = self.kernels.batchnorm_backward(
-                self.x, dy, self.params["gamma"], self.mean, self.inv_std
-            )
-        else:  # the moving statistics are constants here
-            dx, self.grads["gamma"], self.grads["beta"] = self.kernels.batchnorm_infer_backward(
-                self.x,
-                dy,
-                self.params["gamma"],
-                self.state["moving_mean"],
-                self.state["moving_variance"],
-                self.config["epsilon"],
-            )
+        dx, self.grads["gamma"], self.grads["beta"] = self.kernels.batchnorm_backward(
+            self.x, dy, self.params["gamma"], self.mean, self.inv_std, self.training
+        )
         return dx
 
 

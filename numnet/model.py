@@ -14,6 +14,7 @@ from tqdm.auto import tqdm
 
 from numnet import specs
 from numnet.errors import InputError, SpecError, TrainingDiverged
+from numnet.fusion import fuse
 from numnet.layers import Activation, Layer, layer_from_config
 from numnet.optimizers import make_optimizer
 
@@ -53,6 +54,7 @@ class Model:
                 act.build(shape, rng, self.dtype, kernels)
                 self.ops.append(act)
         self.output_shape = shape
+        self.ops = fuse(self.ops)
         # Backward stops at the first layer with parameters: nothing before it wants a gradient.
         first = next((i for i, op in enumerate(self.ops) if op.params), 0)
         self.ops[first].needs_input_grad = False

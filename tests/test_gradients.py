@@ -47,6 +47,23 @@ def test_layer_backward_matches_finite_differences(config, input_shape, training
     check_layer(layer, x, training, rng, before_forward=reseed)
 
 
+@pytest.mark.parametrize("training", [True, False], ids=["training", "inference"])
+def test_fused_batchnorm_relu_maxpool_backward(training, rng):
+    from numnet.fusion import BatchNormReluMaxPool, fuse
+
+    bn, relu, pool = (
+        build_layer(config, (3, 6, 5, 4), "numba", rng)
+        for config in (
+            {"type": "BatchNormalization"},
+            {"type": "Activation", "activation": "relu"},
+            {"type": "MaxPooling2D"},
+        )
+    )
+    (op,) = fuse([bn, relu, pool])
+    assert isinstance(op, BatchNormReluMaxPool)
+    check_layer(op, rng.standard_normal((3, 6, 5, 4)), training, rng)
+
+
 def test_fused_softmax_cross_entropy_gradient(backend, rng):
     kernels = get_backend(backend).kernels()
     logits = rng.standard_normal((5, 10)) * 3

@@ -63,24 +63,45 @@ def test_maxpool_matches_exactly_including_ties(x4):
     )
 
 
-def test_batchnorm(x4, rng):
+@pytest.mark.parametrize("batch_statistics", [True, False])
+def test_batchnorm(x4, rng, batch_statistics):
     x = x4 * 3 + 2
-    gamma, beta = rng.uniform(0.5, 1.5, 5).astype(np.float32), rng.standard_normal(5).astype(np.float32)
-    out, out_ref = (
-        nb.batchnorm_train_forward(x, gamma, beta, 1e-3),
-        ref.batchnorm_train_forward(x, gamma, beta, 1e-3),
-    )
-    close(out, out_ref)
+    close(nb.channel_moments(x), ref.channel_moments(x))
+    mean, var = ref.channel_moments(x)
+    gamma = rng.uniform(0.5, 1.5, 5).astype(np.float32)
+    inv_std = (1 / np.sqrt(var + 1e-3)).astype(np.float32)
+    scale, shift = gamma * inv_std, rng.standard_normal(5).astype(np.float32)
+    close(nb.scale_shift(x, scale, shift), ref.scale_shift(x, scale, shift))
     dy = rng.standard_normal(x.shape).astype(np.float32)
     close(
-        nb.batchnorm_backward(x, dy, gamma, out[1], out[3]),
-        ref.batchnorm_backward(x, dy, gamma, out_ref[1], out_ref[3]),
+        nb.batchnorm_backward(x, dy, gamma, mean, inv_std, batch_statistics),
+        ref.batchnorm_backward(x, dy, gamma, mean, inv_std, batch_statistics),
     )
-    mean, var = rng.standard_normal(5).astype(np.float32), rng.uniform(0.5, 2, 5).astype(np.float32)
-    close(
-        nb.batchnorm_infer_forward(x, gamma, beta, mean, var, 1e-3),
-        ref.batchnorm_infer_forward(x, gamma, beta, mean, var, 1e-3),
-    )
+
+
+@pytest.mark.parametrize("batch_statistics", [True, False])
+@pytest.mark.parametrize("shape", [(6, 9, 7, 5), (4, 8, 8, 3)])
+def test_fused_batchnorm_relu_maxpool_matches_the_three_kernels(rng, shape, batch_statistics):
+    x = rng.standard_normal(shape).astype(np.float32)
+    mean, var = ref.channel_moments(x)
+    gamma = rng.uniform(0.5, 1.5, shape[-1]).astype(np.float32)
+    inv_std = (1 / np.sqrt(var + 1e-3)).astype(np.float32)
+    scale, shift = gamma * inv_std, rng.standard_normal(shape[-1]).astype(np.float32)
+
+    normalised = ref.scale_shift(x, scale, shift)
+    activated = ref.relu_forward(normalised)
+    pooled, argmax = ref.maxpool2d_forward(activated)
+    fused, fused_argmax = nb.scale_relu_maxpool(x, scale, shift)
+    close(fused, pooled)
+    open_windows = fused_argmax != nb.BLOCKED
+    np.testing.assert_array_equal(fused_argmax[open_windows], argmax[open_windows])
+    np.testing.assert_array_equal(fused[~open_windows], 0)
+
+    dy = rng.standard_normal(pooled.shape).astype(np.float32)
+    d_activated = ref.maxpool2d_backward(dy, argmax, x.shape)
+    d_normalised = ref.relu_backward(activated, d_activated)
+    expected = ref.batchnorm_backward(x, d_normalised, gamma, mean, inv_std, batch_statistics)
+    close(nb.scale_relu_maxpool_backward(x, dy, fused_argmax, gamma, mean, inv_std, batch_statistics), expected)
 
 
 def test_relu_and_dropout_match_exactly(x4, rng):
@@ -116,26 +137,37 @@ def all_gradients(model, x, y):
 
 
 @pytest.mark.parametrize("name", ["mlp", "cnn"])
-def test_whole_training_steps_agree(name, mnist_inputs):
-    """Gradients of one batch, then the losses and predictions over several Adam steps.
+def test_whole_network_gradients_agree_in_float64(name, mnist_inputs):
+    """In float64 the two backends differ only by rounding, so every gradient must agree closely.
 
-    Gradients are compared against the largest gradient in the model: a conv bias before batch norm
-    has a true gradient of 0, so what both backends compute for it is rounding noise.
+    (In float32, rounding can flip which pixel of a 2x2 window is the maximum when two are within
+    an ulp, which moves that gradient to a neighbour: a real but harmless difference.)
     """
     (x_train, y_train), _ = mnist_inputs
-    spec = numnet.specs.resolve(name)
-    for layer in spec["layers"]:
-        if layer["type"] == "Dropout":
-            layer["rate"] = 0.0  # identical data flow, so only arithmetic can differ
-    reference, fast = (numnet.build(spec, backend=b, seed=0) for b in ("numpy", "numba"))
-    x, y = x_train[:256], y_train[:256]
+    spec = without_dropout(numnet.specs.resolve(name))
+    reference, fast = (numnet.build(spec, backend=b, seed=0, dtype=np.float64) for b in ("numpy", "numba"))
+    x, y = x_train[:256].astype(np.float64), y_train[:256]
     (loss_ref, grads_ref), (loss_fast, grads_fast) = all_gradients(reference, x, y), all_gradients(fast, x, y)
-    assert loss_fast == pytest.approx(loss_ref, rel=1e-6)
+    assert loss_fast == pytest.approx(loss_ref, rel=1e-12)
     scale = max(float(np.abs(g).max()) for g in grads_ref)
     for g_fast, g_ref in zip(grads_fast, grads_ref):
-        np.testing.assert_allclose(g_fast, g_ref, rtol=1e-3, atol=1e-4 * scale)
+        np.testing.assert_allclose(g_fast, g_ref, rtol=1e-7, atol=1e-9 * scale)
+
+
+@pytest.mark.parametrize("name", ["mlp", "cnn"])
+def test_float32_training_steps_agree(name, mnist_inputs):
+    (x_train, y_train), _ = mnist_inputs
+    spec = without_dropout(numnet.specs.resolve(name))
+    reference, fast = (numnet.build(spec, backend=b, seed=0) for b in ("numpy", "numba"))
     for step in range(5):
         batch = slice(step * 128, (step + 1) * 128)
         losses = [m.train_step(x_train[batch], y_train[batch])[0] for m in (reference, fast)]
         assert losses[1] == pytest.approx(losses[0], rel=1e-4)
     np.testing.assert_allclose(fast.predict(x_train[:256]), reference.predict(x_train[:256]), atol=1e-4)
+
+
+def without_dropout(spec):
+    for layer in spec["layers"]:
+        if layer["type"] == "Dropout":
+            layer["rate"] = 0.0  # identical data flow, so only arithmetic can differ
+    return spec

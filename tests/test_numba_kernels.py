@@ -101,7 +101,8 @@ def test_fused_batchnorm_relu_maxpool_matches_the_three_kernels(rng, shape, batc
     d_activated = ref.maxpool2d_backward(dy, argmax, x.shape)
     d_normalised = ref.relu_backward(activated, d_activated)
     expected = ref.batchnorm_backward(x, d_normalised, gamma, mean, inv_std, batch_statistics)
-    close(nb.scale_relu_maxpool_backward(x, dy, fused_argmax, gamma, mean, inv_std, batch_statistics), expected)
+    fused_grads = nb.scale_relu_maxpool_backward(x, dy, fused_argmax, gamma, mean, inv_std, batch_statistics)
+    close(fused_grads, expected)
 
 
 def test_relu_and_dropout_match_exactly(x4, rng):

@@ -35,9 +35,19 @@ class KernelBackend:
         return Model(spec, self.kernels(), seed=seed, dtype=dtype)
 
 
+class TensorFlowBackend:
+    """Keras models built from the same spec; TensorFlow is imported only when one is built."""
+
+    def build(self, spec, seed: int = 0, dtype=np.float32, strategy: str = "default"):
+        from numnet.backends.tensorflow_backend import build
+
+        return build(spec, seed=seed, dtype=dtype, strategy=strategy)
+
+
 BACKENDS = {
     "numpy": KernelBackend("numnet.backends.numpy_kernels", "numpy"),
     "numba": KernelBackend("numnet.backends.numba_kernels", "numba"),
+    "tensorflow": TensorFlowBackend(),
 }
 
 

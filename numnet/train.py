@@ -47,6 +47,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--resume", type=Path, help="continue from a checkpoint written by an interrupted run"
     )
+    parser.add_argument(
+        "--strategy", choices=("default", "mirrored"), default="default",
+        help="tensorflow only: 'mirrored' trains on all local GPUs",
+    )  # fmt: skip
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     return parser.parse_args(argv)
 
@@ -132,6 +136,16 @@ def train_one(model, name: str, settings: dict, mnist, out: Path, verbose: bool)
     return record
 
 
+def build_model(spec: specs.Spec, args: argparse.Namespace):
+    if args.backend == "tensorflow":
+        from numnet.backends import get_backend
+
+        return get_backend("tensorflow").build(spec, seed=args.seed, strategy=args.strategy)
+    if args.strategy != "default":
+        raise NumnetError("--strategy applies to the tensorflow backend only")
+    return numnet.build(spec, backend=args.backend, seed=args.seed)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     out = args.out or models_dir()
@@ -144,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             for choice in args.model or ["mlp", "cnn"]:
                 spec = specs.resolve(choice)
-                model = numnet.build(spec, backend=args.backend, seed=args.seed)
+                model = build_model(spec, args)
                 jobs.append((spec["name"], model))
         mnist = data.load_mnist()
         total = time.perf_counter()

@@ -17,6 +17,7 @@ import ctypes.util
 import math
 import os
 import sys
+import types
 
 import numba
 import numpy as np
@@ -55,7 +56,25 @@ softmax_backward = numpy_kernels.softmax_backward
 softmax_cross_entropy = numpy_kernels.softmax_cross_entropy
 same_padding = numpy_kernels.same_padding
 
-jit = njit(parallel=True, cache=True, fastmath=False, nogil=True)
+PARALLEL_MIN_ELEMENTS = 1 << 15  # below this, waking the thread pool costs more than it saves
+
+
+class jit:
+    """A kernel compiled twice, parallel and serial; each call picks by the size of its first
+    argument (an array, or an element count). Small arrays, as in the MLP at batch 100, would
+    otherwise spend more time waking threads than computing."""
+
+    def __init__(self, kernel) -> None:
+        serial = types.FunctionType(kernel.__code__, kernel.__globals__, kernel.__name__ + "_serial")
+        serial.__qualname__ = kernel.__qualname__ + "_serial"  # its own on-disk cache entry
+        self.parallel = njit(parallel=True, cache=True, nogil=True)(kernel)
+        self.serial = njit(cache=True, nogil=True)(serial)
+        self.__doc__ = kernel.__doc__
+
+    def __call__(self, *args):
+        first = args[0]
+        size = first.size if isinstance(first, np.ndarray) else first
+        return (self.parallel if size >= PARALLEL_MIN_ELEMENTS else self.serial)(*args)
 
 
 def _chunks(total: int) -> int:

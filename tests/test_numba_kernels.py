@@ -19,6 +19,13 @@ from numnet.backends import numpy_kernels as ref
 RTOL, ATOL = 1e-5, 1e-6
 
 
+@pytest.fixture(autouse=True, params=["parallel", "serial"])
+def kernel_variant(request, monkeypatch):
+    """Every kernel is compiled parallel and serial (chosen by array size): test both on every case."""
+    monkeypatch.setattr(nb, "PARALLEL_MIN_ELEMENTS", 0 if request.param == "parallel" else 2**62)
+    return request.param
+
+
 def close(actual, expected, rtol=RTOL, atol=ATOL):
     for a, e in zip(
         actual if isinstance(actual, tuple) else (actual,),

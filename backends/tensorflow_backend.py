@@ -121,6 +121,7 @@ class TensorFlowModel:
         self.dtype = np.dtype(dtype)
         self.input_shape = tuple(self.spec["input_shape"])
         keras.config.set_floatx(self.dtype.name)
+        keras.config.set_dtype_policy(self.dtype.name)
         try:
             if strategy == "mirrored":
                 self.strategy = tf.distribute.MirroredStrategy()
@@ -133,6 +134,7 @@ class TensorFlowModel:
                 raise BackendUnavailable(f"unknown strategy {strategy!r}; use 'default' or 'mirrored'")
         finally:
             keras.config.set_floatx("float32")
+            keras.config.set_dtype_policy("float32")
         self.optimizer = KerasOptimizerState(self.keras_model.optimizer)
         self.num_classes = self.keras_model.output_shape[-1]
         self.epochs_done = 0

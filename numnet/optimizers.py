@@ -30,7 +30,10 @@ class Adam:
 
     def step(self, grads: list[np.ndarray]) -> None:
         t = self.iterations + 1
-        alpha = self.learning_rate * math.sqrt(1 - self.beta_2**t) / (1 - self.beta_1**t)
+        # Keras turns the Python betas into float32 tensors before raising them to the power t, so
+        # its bias correction uses float32-rounded betas even for float64 weights: do the same.
+        beta_1, beta_2 = float(np.float32(self.beta_1)), float(np.float32(self.beta_2))
+        alpha = self.learning_rate * math.sqrt(1 - beta_2**t) / (1 - beta_1**t)
         for param, grad, m, v in zip(self.params, grads, self.m, self.v):
             self.kernels.adam_update(param, grad, m, v, alpha, self.beta_1, self.beta_2, self.epsilon)
         self.iterations = t

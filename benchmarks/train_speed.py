@@ -148,7 +148,7 @@ def table(results: list[dict], info: dict, peak: float) -> str:
         tf = [r["epoch_seconds"] for k, r in rows.items() if k.startswith("tensorflow-cpu")]
         if "numnet-numba" in rows and tf:
             ratio = min(tf) / rows["numnet-numba"]["epoch_seconds"]
-            lines.append(f"\n{model}: numnet-numba is {ratio:.2f}x faster per epoch than TensorFlow's best CPU setting.")
+            lines.append(f"\n{model}: numnet-numba is {ratio:.2f}x faster per epoch than TensorFlow's best CPU run.")
     return "\n".join(lines) + "\n"
 
 

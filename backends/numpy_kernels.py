@@ -42,9 +42,7 @@ def im2col(x: np.ndarray, kh: int, kw: int) -> np.ndarray:
     return windows.transpose(0, 1, 2, 4, 5, 3).reshape(n * ho * wo, kh * kw * c)
 
 
-def conv2d_forward(
-    x: np.ndarray, kernel: np.ndarray, bias: np.ndarray, padding: str
-) -> tuple[np.ndarray, np.ndarray]:
+def conv2d_forward(x: np.ndarray, kernel: np.ndarray, bias: np.ndarray, padding: str) -> tuple[np.ndarray, np.ndarray]:
     """Returns the output and the im2col matrix, which the backward pass reuses."""
     kh, kw, cin, cout = kernel.shape
     xp = pad_input(x, kh, kw, padding)
@@ -87,10 +85,7 @@ def maxpool2d_forward(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     n, h, w, c = x.shape
     ho, wo = h // 2, w // 2
     windows = (
-        x[:, : 2 * ho, : 2 * wo, :]
-        .reshape(n, ho, 2, wo, 2, c)
-        .transpose(0, 1, 3, 5, 2, 4)
-        .reshape(n, ho, wo, c, 4)
+        x[:, : 2 * ho, : 2 * wo, :].reshape(n, ho, 2, wo, 2, c).transpose(0, 1, 3, 5, 2, 4).reshape(n, ho, wo, c, 4)
     )
     argmax = windows.argmax(axis=-1).astype(np.uint8)
     y = np.take_along_axis(windows, argmax[..., None], axis=-1)[..., 0]

@@ -51,9 +51,7 @@ def child(framework: str, model_name: str) -> dict:
         }
     model = numnet.build(spec, backend=framework)
     return {
-        f"numnet-{framework}, 1 image": median_seconds(
-            lambda: model.predict(numnet.data.to_model_input(digit)), 1000
-        ),
+        f"numnet-{framework}, 1 image": median_seconds(lambda: model.predict(numnet.data.to_model_input(digit)), 1000),
         f"numnet-{framework}, 10000 images": median_seconds(lambda: model.predict(batch, batch_size=1000), 5),
     }
 

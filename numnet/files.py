@@ -55,6 +55,11 @@ def _write_array(archive: zipfile.ZipFile, name: str, array: np.ndarray) -> None
 
 
 def save_model(model, path: str | Path) -> None:
+    """numnet's own format, or a Keras file when the name ends in .keras or .h5."""
+    from numnet.keras_files import is_keras_file, save_keras_file
+
+    if is_keras_file(path):
+        return save_keras_file(model, path)
     weights = model.get_weights()
     optimizer_state = model.optimizer.get_state()
     header = {
@@ -89,15 +94,12 @@ def _read_array(archive: zipfile.ZipFile, name: str, shape: tuple, path: Path) -
                 raise ModelFileError(f"model file '{path}': array {name} has unsupported dtype {dtype}")
             if tuple(stored_shape) != tuple(shape):
                 raise ModelFileError(
-                    f"model file '{path}': array {name} has shape {stored_shape}, "
-                    f"but its spec needs {tuple(shape)}"
+                    f"model file '{path}': array {name} has shape {stored_shape}, but its spec needs {tuple(shape)}"
                 )
             data = member.read(int(np.prod(shape)) * dtype.itemsize)
         return np.frombuffer(data, dtype=dtype).reshape(shape).copy()
     except KeyError:
-        raise ModelFileError(
-            f"model file '{path}' is missing array {name}; re-save it or train again"
-        ) from None
+        raise ModelFileError(f"model file '{path}' is missing array {name}; re-save it or train again") from None
     except (zipfile.BadZipFile, ValueError, OSError, EOFError) as error:
         if isinstance(error, NumnetError):
             raise
@@ -148,7 +150,10 @@ def _header(archive: zipfile.ZipFile, path: Path) -> dict[str, Any]:
 def load_model(path: str | Path, backend: str | None = None):
     """Builds the saved spec on `backend` (default: the one it was saved from) and loads its state."""
     from numnet import build
+    from numnet.keras_files import is_keras_file, load_keras_file
 
+    if is_keras_file(path):
+        return load_keras_file(path, backend=backend or "numpy")
     path = Path(path)
     with _open_archive(path) as archive:
         header = _header(archive, path)
@@ -162,15 +167,12 @@ def load_model(path: str | Path, backend: str | None = None):
                 f"model file '{path}' has {len(header.get('weights', []))} weight arrays; "
                 f"its spec needs {len(expected)}"
             )
-        weights = [
-            _read_array(archive, f"weights/{i:03d}.npy", shape, path) for i, shape in enumerate(expected)
-        ]
+        weights = [_read_array(archive, f"weights/{i:03d}.npy", shape, path) for i, shape in enumerate(expected)]
         model.set_weights(weights)
         optimizer_shapes = [s.shape for s in model.optimizer.get_state()]
         if len(header.get("optimizer", [])) == len(optimizer_shapes):
             state = [
-                _read_array(archive, f"optimizer/{i:03d}.npy", shape, path)
-                for i, shape in enumerate(optimizer_shapes)
+                _read_array(archive, f"optimizer/{i:03d}.npy", shape, path) for i, shape in enumerate(optimizer_shapes)
             ]
             model.optimizer.set_state(state)
         model.epochs_done = int(header.get("epochs_done", 0))

@@ -21,9 +21,7 @@ MAX_LAYER_PARAMS = 100_000_000  # far above any MNIST network; stops a hostile s
 def glorot_uniform(rng: np.random.Generator, shape: Shape, fan_in: int, fan_out: int, dtype) -> np.ndarray:
     size = int(np.prod(shape, dtype=np.float64))
     if size > MAX_LAYER_PARAMS:
-        raise SpecError(
-            f"a kernel of shape {shape} has {size:,} parameters; numnet allows {MAX_LAYER_PARAMS:,}"
-        )
+        raise SpecError(f"a kernel of shape {shape} has {size:,} parameters; numnet allows {MAX_LAYER_PARAMS:,}")
     limit = np.sqrt(6.0 / (fan_in + fan_out))
     return rng.uniform(-limit, limit, size=shape).astype(dtype)
 
@@ -79,9 +77,7 @@ class Activation(Layer):
     def __init__(self, **config: Any) -> None:
         super().__init__(**config)
         if self.config["activation"] not in self.supported:
-            raise SpecError(
-                f"activation {self.config['activation']!r} is not supported; use one of {self.supported}"
-            )
+            raise SpecError(f"activation {self.config['activation']!r} is not supported; use one of {self.supported}")
         self.name = self.config["activation"]
 
     def forward(self, x: np.ndarray, training: bool) -> np.ndarray:

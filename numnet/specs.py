@@ -70,11 +70,7 @@ def validate(spec: Any) -> Spec:
         raise SpecError(f"spec has unknown keys {unknown}")
     spec = copy.deepcopy(spec)
     shape = spec.get("input_shape")
-    if (
-        not isinstance(shape, list)
-        or not 1 <= len(shape) <= 3
-        or not all(isinstance(d, int) and d > 0 for d in shape)
-    ):
+    if not isinstance(shape, list) or not 1 <= len(shape) <= 3 or not all(isinstance(d, int) and d > 0 for d in shape):
         raise SpecError(f"spec 'input_shape' must be a list of 1-3 positive integers, got {shape!r}")
     if not isinstance(spec.get("layers"), list) or not spec["layers"]:
         raise SpecError("spec 'layers' must be a non-empty list of layer configs")

@@ -36,17 +36,13 @@ def models_dir() -> Path:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m numnet.train", description=__doc__.splitlines()[0])
     parser.add_argument("--backend", choices=numnet.BACKENDS, default="numpy")
-    parser.add_argument(
-        "--model", action="append", help="mlp, cnn or a spec.json (repeatable; default: mlp and cnn)"
-    )
+    parser.add_argument("--model", action="append", help="mlp, cnn or a spec.json (repeatable; default: mlp and cnn)")
     parser.add_argument("--epochs", type=int, help="default: 10 (MLP), 4 (CNN)")
     parser.add_argument("--batch-size", type=int, help="default: 100 (MLP), 1024 (CNN)")
     parser.add_argument("--validation-split", type=float, help="default: 0.2 (MLP), 0 (CNN)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=None, help="default: $NUMNET_HOME/models")
-    parser.add_argument(
-        "--resume", type=Path, help="continue from a checkpoint written by an interrupted run"
-    )
+    parser.add_argument("--resume", type=Path, help="continue from a checkpoint written by an interrupted run")
     parser.add_argument(
         "--strategy", choices=("default", "mirrored"), default="default",
         help="tensorflow only: 'mirrored' trains on all local GPUs",

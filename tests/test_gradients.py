@@ -41,9 +41,7 @@ def test_layer_backward_matches_finite_differences(config, input_shape, training
     layer = build_layer(config, input_shape, backend, rng)
     x = rng.standard_normal(input_shape)
     # Dropout draws a fresh mask per forward: replay the same mask for every evaluation.
-    reseed = (
-        (lambda: setattr(layer, "rng", np.random.default_rng(7))) if config["type"] == "Dropout" else None
-    )
+    reseed = (lambda: setattr(layer, "rng", np.random.default_rng(7))) if config["type"] == "Dropout" else None
     check_layer(layer, x, training, rng, before_forward=reseed)
 
 

@@ -65,9 +65,7 @@ def test_maxpool_matches_exactly_including_ties(x4):
     y_ref, argmax_ref = ref.maxpool2d_forward(x)
     np.testing.assert_array_equal(y, y_ref)
     np.testing.assert_array_equal(argmax, argmax_ref)
-    np.testing.assert_array_equal(
-        nb.maxpool2d_backward(y, argmax, x.shape), ref.maxpool2d_backward(y, argmax, x.shape)
-    )
+    np.testing.assert_array_equal(nb.maxpool2d_backward(y, argmax, x.shape), ref.maxpool2d_backward(y, argmax, x.shape))
 
 
 @pytest.mark.parametrize("batch_statistics", [True, False])
@@ -129,9 +127,7 @@ def test_adam_update_in_place(rng):
         m, v = np.zeros_like(p), np.zeros_like(p)
         p0 = p.copy()
         for t in (1, 2, 3):
-            kernels.adam_update(
-                p, g * t, m, v, 1e-3 * math.sqrt(1 - 0.999**t) / (1 - 0.9**t), 0.9, 0.999, 1e-7
-            )
+            kernels.adam_update(p, g * t, m, v, 1e-3 * math.sqrt(1 - 0.999**t) / (1 - 0.9**t), 0.9, 0.999, 1e-7)
         assert not np.array_equal(p, p0)
         states.append((p, m, v))
     close(states[0], states[1])

@@ -28,9 +28,7 @@ def test_mlp_one_epoch_on_full_mnist_reaches_95_percent(backend, mnist_inputs):
 def test_validation_split_takes_the_last_fraction(mnist_inputs):
     (x_train, y_train), _ = mnist_inputs
     model = numnet.build(numnet.specs.mlp(), seed=0)
-    history = model.fit(
-        x_train[:1000], y_train[:1000], epochs=1, batch_size=100, validation_split=0.2, verbose=0
-    )
+    history = model.fit(x_train[:1000], y_train[:1000], epochs=1, batch_size=100, validation_split=0.2, verbose=0)
     expected = model.evaluate(x_train[800:1000], y_train[800:1000])
     assert history["val_loss"][0] == pytest.approx(expected["loss"])
     assert set(history) == {"loss", "accuracy", "val_loss", "val_accuracy", "seconds"}

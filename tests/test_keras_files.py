@@ -1,0 +1,127 @@
+"""Keras files in and out. The Keras files are made with plain Keras code, the way the seed makes them."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+if os.environ.get("CI"):
+    import keras
+else:
+    keras = pytest.importorskip("keras", reason="making Keras files needs TensorFlow: pip install 'numnet[tf]'")
+
+import numnet  # noqa: E402
+from numnet.errors import ModelFileError  # noqa: E402
+
+L = keras.layers
+
+
+def seed_mlp():
+    """As the seed wrote it: input_shape on the Flatten, no channel axis."""
+    return keras.Sequential([L.Flatten(input_shape=(28, 28)), L.Dense(128, activation="relu"),
+                             L.Dense(10, activation="softmax")])  # fmt: skip
+
+
+def seed_cnn():
+    """As the seed wrote it: each convolution block its own nested Sequential."""
+
+    def block(filters):
+        return keras.Sequential([L.Conv2D(filters, (3, 3)), L.BatchNormalization(), L.Activation("relu"),
+                                 L.MaxPooling2D((2, 2)), L.Dropout(0.1)])  # fmt: skip
+
+    return keras.Sequential([keras.Input((28, 28, 1)), block(64), block(128), L.Flatten(),
+                             L.Dense(10, activation="softmax")])  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def keras_files(tmp_path_factory, mnist_inputs):
+    """Both seed networks, trained briefly (so batch-norm statistics are non-trivial), saved both ways."""
+    (x_train, y_train), (x_test, _) = mnist_inputs
+    folder = tmp_path_factory.mktemp("keras")
+    files = {}
+    for name, make in (("mlp", seed_mlp), ("cnn", seed_cnn)):
+        model = make()
+        model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+        model.fit(x_train[:2048], y_train[:2048], epochs=1, batch_size=256, verbose=0)
+        expected = model(x_test[:200], training=False).numpy()
+        for suffix in (".keras", ".h5"):
+            path = folder / f"{name}{suffix}"
+            model.save(path)
+            files[path.name] = (path, expected)
+    return files
+
+
+@pytest.mark.parametrize("file", ["mlp.keras", "mlp.h5", "cnn.keras", "cnn.h5"])
+def test_keras_files_load_without_tensorflow_and_predict_the_same(file, keras_files, mnist_inputs, tmp_path):
+    path, expected = keras_files[file]
+    out = tmp_path / "probabilities.npy"
+    script = textwrap.dedent(f"""
+        import sys
+        import numpy as np
+        import numnet
+        model = numnet.load({str(path)!r}, backend="numba")
+        (_, _), (x_test, _) = numnet.data.load_mnist()
+        np.save({str(out)!r}, model.predict(numnet.data.to_model_input(x_test[:200])))
+        assert "tensorflow" not in sys.modules and "keras" not in sys.modules, "TensorFlow was imported"
+    """)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert np.abs(np.load(out) - expected).max() <= 1e-5
+
+
+def test_loaded_keras_file_has_the_seed_structure(keras_files):
+    model = numnet.load(keras_files["cnn.keras"][0])
+    assert model.count_params() == 107_274
+    assert [layer["type"] for layer in model.spec["layers"]][:5] == [
+        "Conv2D", "BatchNormalization", "Activation", "MaxPooling2D", "Dropout",
+    ]  # fmt: skip
+    assert numnet.load(keras_files["mlp.h5"][0]).spec["input_shape"] == [28, 28, 1]
+
+
+@pytest.mark.parametrize(
+    "layer,message",
+    [
+        (L.LSTM(4), "is a LSTM, which numnet does not have"),
+        (L.Conv2D(4, 3, strides=2), "strides other than 1"),
+        (L.Conv2D(4, 3, activation="tanh"), "activation 'tanh'"),
+    ],
+)
+def test_layers_numnet_lacks_are_refused_by_name(layer, message, tmp_path):
+    shape = (28, 28) if isinstance(layer, L.LSTM) else (28, 28, 1)
+    model = keras.Sequential([keras.Input(shape), layer, L.Flatten(), L.Dense(10, activation="softmax")])
+    path = tmp_path / "other.keras"
+    model.save(path)
+    with pytest.raises(ModelFileError, match=message) as error:
+        numnet.load(path)
+    assert layer.name in str(error.value)
+
+
+@pytest.mark.parametrize("backend", ["numba", "numpy"])
+def test_numnet_models_export_to_keras(backend, tmp_path, mnist_inputs):
+    (x_train, y_train), (x_test, _) = mnist_inputs
+    model = numnet.build(numnet.specs.cnn(), backend=backend, seed=2)
+    model.fit(x_train[:2048], y_train[:2048], epochs=1, batch_size=512, verbose=0)
+    path = tmp_path / "exported.keras"
+    model.save(path)
+    reloaded = keras.models.load_model(path)
+    expected = model.predict(x_test[:200])
+    assert np.abs(reloaded.predict(x_test[:200], verbose=0) - expected).max() <= 1e-5
+    assert np.abs(numnet.load(path).predict(x_test[:200]) - expected).max() <= 1e-5
+
+
+def test_truncated_and_garbage_keras_files(keras_files, tmp_path):
+    data = keras_files["cnn.keras"][0].read_bytes()
+    truncated = tmp_path / "truncated.keras"
+    truncated.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ModelFileError, match="truncated or corrupt"):
+        numnet.load(truncated)
+    garbage = tmp_path / "garbage.h5"
+    garbage.write_bytes(b"not an hdf5 file" * 100)
+    with pytest.raises(ModelFileError, match="truncated or corrupt"):
+        numnet.load(garbage)

@@ -69,8 +69,10 @@ def main() -> None:
     keras.config.set_floatx("float64")
     keras.config.set_dtype_policy("float64")
     try:
-        reference64 = keras_model({**spec, "layers": [l for l in spec["layers"] if l["type"] != "Dropout"]}, seed=0)
-        model64 = numnet.build({**spec, "layers": [l for l in spec["layers"] if l["type"] != "Dropout"]},
+        reference64 = keras_model(
+            {**spec, "layers": [layer for layer in spec["layers"] if layer["type"] != "Dropout"]}, seed=0
+        )
+        model64 = numnet.build({**spec, "layers": [layer for layer in spec["layers"] if layer["type"] != "Dropout"]},
                                dtype=np.float64)  # fmt: skip
         model64.set_weights(reference64.get_weights())
         xb, yb = x_train[:128].astype(np.float64), y_train[:128]

@@ -15,7 +15,6 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import math
-import os
 import sys
 import types
 
@@ -24,10 +23,10 @@ import numpy as np
 from numba import njit, prange
 
 from numnet.backends import numpy_kernels
+from numnet.machine import core_count
 
 NAME = "numba"
-CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-numba.set_num_threads(min(numba.config.NUMBA_NUM_THREADS, CORES))
+numba.set_num_threads(min(numba.config.NUMBA_NUM_THREADS, core_count()))
 
 
 def keep_freed_memory_for_reuse() -> bool:
@@ -286,24 +285,24 @@ def maxpool2d_backward(dy, argmax, x_shape):
 
 # -- batch normalisation ----------------------------------------------------------------------------
 @jit
-def _channel_moments(x2, chunks):
-    """Per-channel mean and biased variance, accumulated in float64 (x2: (rows, C))."""
-    rows, c = x2.shape
+def _channel_sums(a2, b2, offset, chunks):
+    """Per channel, sum(a) and sum(a * (b - offset)), accumulated in float64 (a2, b2: (rows, C)).
+
+    Batch norm needs two such pairs: (x, x - 0) for the moments, (dy, x - mean) for the gradient.
+    """
+    rows, c = a2.shape
     partial = np.zeros((chunks, 2, c), dtype=np.float64)
     for t in prange(chunks):
         s = np.zeros(c, dtype=np.float64)
-        ss = np.zeros(c, dtype=np.float64)
+        sp = np.zeros(c, dtype=np.float64)
         for i in range(t * rows // chunks, (t + 1) * rows // chunks):
             for ch in range(c):
-                v = np.float64(x2[i, ch])
+                v = np.float64(a2[i, ch])
                 s[ch] += v
-                ss[ch] += v * v
+                sp[ch] += v * (b2[i, ch] - offset[ch])
         partial[t, 0] = s
-        partial[t, 1] = ss
-    total = partial.sum(axis=0)
-    mean = total[0] / rows
-    var = np.maximum(total[1] / rows - mean * mean, 0.0)
-    return mean, var
+        partial[t, 1] = sp
+    return partial.sum(axis=0)
 
 
 @jit
@@ -314,24 +313,6 @@ def _scale_shift(x2, scale, shift):
         for ch in range(c):
             y[i, ch] = x2[i, ch] * scale[ch] + shift[ch]
     return y
-
-
-@jit
-def _batchnorm_grad_sums(x2, dy2, mean, chunks):
-    """sum(dy) and sum(dy * (x - mean)) per channel."""
-    rows, c = x2.shape
-    partial = np.zeros((chunks, 2, c), dtype=np.float64)
-    for t in prange(chunks):
-        s = np.zeros(c, dtype=np.float64)
-        sx = np.zeros(c, dtype=np.float64)
-        for i in range(t * rows // chunks, (t + 1) * rows // chunks):
-            for ch in range(c):
-                g = np.float64(dy2[i, ch])
-                s[ch] += g
-                sx[ch] += g * (x2[i, ch] - mean[ch])
-        partial[t, 0] = s
-        partial[t, 1] = sx
-    return partial.sum(axis=0)
 
 
 @jit
@@ -348,7 +329,9 @@ def _batchnorm_dx(x2, dy2, mean, a, b, k):
 def channel_moments(x):
     c = x.shape[-1]
     x2 = x.reshape(-1, c)
-    mean, var = _channel_moments(x2, _chunks(x2.shape[0]))
+    total, total_squares = _channel_sums(x2, x2, np.zeros(c, np.float64), _chunks(x2.shape[0]))
+    mean = total / x2.shape[0]
+    var = np.maximum(total_squares / x2.shape[0] - mean * mean, 0.0)
     return mean.astype(x.dtype), var.astype(x.dtype)
 
 
@@ -374,7 +357,7 @@ def batchnorm_backward(x, dy, gamma, mean, inv_std, batch_statistics):
     c = x.shape[-1]
     x2, dy2 = x.reshape(-1, c), dy.reshape(-1, c)
     m = x2.shape[0]
-    sums = _batchnorm_grad_sums(x2, dy2, mean.astype(np.float64), _chunks(m))
+    sums = _channel_sums(dy2, x2, mean.astype(np.float64), _chunks(m))
     dgamma, dbeta, (a, b, k) = _batchnorm_coefficients(sums, gamma, inv_std, m, batch_statistics, x.dtype)
     return _batchnorm_dx(x2, dy2, mean, a, b, k).reshape(x.shape), dgamma, dbeta
 

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -20,6 +18,7 @@ import numnet
 from numnet import data, specs
 from numnet.errors import NumnetError, TrainingDiverged
 from numnet.files import write_json
+from numnet.machine import core_count, cpu_name
 
 # The seed's settings. The CNN's 15 epochs (about 8 minutes with numba on 2 cores) reach 99.07 %
 # test accuracy; fewer do not: with momentum 0.99 at 59 steps an epoch, the first batch norm's
@@ -64,18 +63,7 @@ def settings_for(name: str, args: argparse.Namespace) -> dict:
 
 
 def describe_device(model) -> str:
-    describe = getattr(model, "device", None)
-    if describe:
-        return describe
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"CPU: {cpu} ({os.cpu_count()} cores)"
+    return getattr(model, "device", None) or f"CPU: {cpu_name()} ({core_count()} cores)"
 
 
 def per_digit_accuracy(probabilities: np.ndarray, labels: np.ndarray) -> dict[str, float]:

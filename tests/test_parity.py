@@ -199,3 +199,27 @@ def test_tensorflow_backend_trains_and_round_trips_through_a_numnet_file(tmp_pat
         loaded = numnet.load(path, backend=backend)
         np.testing.assert_allclose(loaded.predict(x_test[:100]), model.predict(x_test[:100]), atol=1e-5)
     assert numnet.load(path).backend == "tensorflow"
+
+
+def test_mirrored_strategy_trains_on_the_local_devices(mnist_inputs):
+    (x_train, y_train), _ = mnist_inputs
+    from numnet.backends import get_backend
+
+    model = get_backend("tensorflow").build(numnet.specs.mlp(), strategy="mirrored")
+    history = model.fit(x_train[:2000], y_train[:2000], epochs=1, batch_size=100, verbose=0)
+    assert np.isfinite(history["loss"][0]) and model.strategy.num_replicas_in_sync >= 1
+
+
+def test_without_tensorflow_the_backend_says_how_to_install_it(tmp_path):
+    import subprocess
+    import sys
+
+    script = (
+        "import sys; sys.modules['tensorflow'] = None; sys.modules['keras'] = None\n"
+        "import numnet\n"
+        "print(numnet.build(numnet.specs.mlp(), backend='numba').count_params())\n"
+        "numnet.build(numnet.specs.mlp(), backend='tensorflow')\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert "101770" in result.stdout  # numnet itself works
+    assert "BackendUnavailable" in result.stderr and "pip install 'numnet[tf]'" in result.stderr

@@ -151,3 +151,16 @@ def test_predict_returns_float32_probabilities(name, backend, mnist_inputs):
     probabilities = numnet.build(numnet.specs.resolve(name), backend=backend).predict(x_test[:50])
     assert probabilities.dtype == np.float32 and probabilities.shape == (50, 10)
     np.testing.assert_allclose(probabilities.sum(axis=1), 1, rtol=1e-5)
+
+
+def test_categorical_crossentropy_takes_one_hot_labels_and_matches_sparse(mnist_inputs):
+    (x_train, y_train), _ = mnist_inputs
+    sparse_spec = numnet.specs.mlp()
+    onehot_spec = {**numnet.specs.mlp(), "loss": "categorical_crossentropy"}
+    sparse, onehot = numnet.build(sparse_spec, seed=4), numnet.build(onehot_spec, seed=4)
+    x, y = x_train[:300], y_train[:300]
+    sparse.fit(x, y, epochs=1, batch_size=100, shuffle=False, verbose=0)
+    onehot.fit(x, np.eye(10, dtype=np.float32)[y], epochs=1, batch_size=100, shuffle=False, verbose=0)
+    for a, b in zip(sparse.get_weights(), onehot.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+    assert onehot.evaluate(x, np.eye(10)[y])["loss"] == pytest.approx(sparse.evaluate(x, y)["loss"], rel=1e-6)

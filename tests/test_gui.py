@@ -1,0 +1,140 @@
+"""The Tk drawing app in a real window on a virtual screen (Xvfb), driven stroke by stroke."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import numnet
+
+ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts"
+
+# Strokes on the 280x280 canvas, as a person would draw them (lists of points, one list per stroke).
+DIGITS = {
+    1: [[(140, 50), (140, 230)]],
+    7: [[(80, 60), (200, 60)], [(200, 60), (120, 230)]],
+    0: [[(140 + 60 * np.sin(a) * 0.8, 140 - 85 * np.cos(a)) for a in np.linspace(0, 2 * np.pi, 40)]],
+}
+
+
+@pytest.fixture(scope="module")
+def display():
+    if shutil.which("Xvfb") is None:
+        if os.environ.get("CI"):
+            pytest.fail("Xvfb is missing: .ci/run installs it (apt-get install xvfb)")
+        pytest.skip("needs Xvfb (apt-get install xvfb)")
+    server = subprocess.Popen(["Xvfb", ":97", "-screen", "0", "1024x768x24", "-nolisten", "tcp"])
+    old = os.environ.get("DISPLAY")
+    os.environ["DISPLAY"] = ":97"
+    time.sleep(1.0)
+    yield ":97"
+    server.terminate()
+    server.wait(timeout=10)
+    if old is None:
+        os.environ.pop("DISPLAY", None)
+    else:
+        os.environ["DISPLAY"] = old
+
+
+@pytest.fixture(scope="module")
+def trained_models(tmp_path_factory, mnist_inputs):
+    (x_train, y_train), _ = mnist_inputs
+    folder = tmp_path_factory.mktemp("models")
+    model = numnet.build(numnet.specs.mlp(), backend="numba", seed=0)
+    model.fit(x_train, y_train, epochs=10, batch_size=100, validation_split=0.2, verbose=0)
+    model.save(folder / "mlp.npz")
+    return {"mlp": folder / "mlp.npz"}
+
+
+@pytest.fixture
+def app(display, trained_models):
+    import tkinter as tk
+
+    from numnet.gui.app import DrawingApp
+
+    root = tk.Tk()
+    application = DrawingApp(root, trained_models)
+    root.update()
+    yield application
+    root.destroy()
+
+
+def drag(app, points) -> None:
+    """Press, move and release the left button over the canvas, as the mouse would."""
+    canvas = app.canvas
+    x, y = points[0]
+    canvas.event_generate("<ButtonPress-1>", x=int(x), y=int(y), button=1)
+    for next_x, next_y in points[1:]:
+        for t in np.linspace(0, 1, 6)[1:]:  # several motion events per segment, as a real drag sends
+            canvas.event_generate("<B1-Motion>", x=int(x + t * (next_x - x)), y=int(y + t * (next_y - y)), state=0x100)
+        x, y = next_x, next_y
+        app.root.update()
+    canvas.event_generate("<ButtonRelease-1>", x=int(x), y=int(y), button=1)
+    app.root.update()
+
+
+@pytest.mark.parametrize("digit", sorted(DIGITS))
+def test_drawing_a_digit_shows_it_with_a_centred_preview(app, digit):
+    for stroke in DIGITS[digit]:
+        drag(app, stroke)
+    app.predict_button.invoke()
+    app.root.update()
+    assert app.answer.get().startswith(f"{digit} "), app.answer.get()
+    image = app.model_input[..., 0]
+    ys, xs = np.mgrid[0:28, 0:28]
+    assert abs((ys * image).sum() / image.sum() - 14) <= 1 and abs((xs * image).sum() / image.sum() - 14) <= 1
+    assert len(app.preview.find_all()) > 20  # the preview shows the 28x28 input
+    ARTIFACTS.mkdir(exist_ok=True)
+    screenshot(app, ARTIFACTS / f"gui-digit-{digit}.png")
+
+
+def test_the_selector_switches_models_without_restarting(display, trained_models, tmp_path):
+    import tkinter as tk
+
+    from numnet.gui.app import DrawingApp
+
+    other = numnet.build(numnet.specs.mlp(), seed=1)  # untrained: it answers differently
+    other.save(tmp_path / "untrained.npz")
+    root = tk.Tk()
+    try:
+        app = DrawingApp(root, {**trained_models, "untrained": tmp_path / "untrained.npz"})
+        root.update()  # events reach a widget only once it is mapped
+        drag(app, DIGITS[1][0])
+        trained_answer = app.probabilities.copy()
+        app.model_name.set("untrained")
+        app.selector.event_generate("<<ComboboxSelected>>")
+        root.update()
+        assert set(app.loaded) == {"mlp", "untrained"} and "untrained" in app.answer.get()
+        assert not np.allclose(app.probabilities, trained_answer)
+    finally:
+        root.destroy()
+
+
+def test_clear_and_an_empty_canvas_ask_for_a_drawing(app):
+    drag(app, DIGITS[1][0])
+    app.clear_button.invoke()
+    app.predict_button.invoke()
+    app.root.update()
+    assert app.answer.get() == "Draw a digit first" and app.probabilities is None
+
+
+def test_without_models_the_app_says_how_to_train_them(tmp_path):
+    env = {**os.environ, "NUMNET_HOME": str(tmp_path)}
+    result = subprocess.run([sys.executable, "-m", "numnet.gui"], env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and "python -m numnet.train --backend numba" in result.stderr
+
+
+def screenshot(app, path: Path) -> None:
+    from PIL import ImageGrab
+
+    root = app.root
+    box = (root.winfo_rootx(), root.winfo_rooty(), root.winfo_rootx() + root.winfo_width(),
+           root.winfo_rooty() + root.winfo_height())  # fmt: skip
+    ImageGrab.grab(bbox=box, xdisplay=os.environ["DISPLAY"]).save(path)

@@ -8,6 +8,7 @@ Windows and HiDPI displays.
 from __future__ import annotations
 
 import argparse
+import datetime
 import sys
 import tkinter as tk
 from pathlib import Path
@@ -18,6 +19,7 @@ from PIL import Image, ImageDraw
 
 import numnet
 from numnet.errors import NumnetError
+from numnet.gui.protocol import ProtocolSession
 from numnet.preprocess import canvas_to_mnist
 
 CANVAS = 280
@@ -71,6 +73,23 @@ class DrawingApp:
         ttk.Label(right, text="what the model sees (28x28)").grid(row=2, column=0)
         self.preview = tk.Canvas(right, width=28 * PREVIEW_CELL, height=28 * PREVIEW_CELL, bg="black")
         self.preview.grid(row=3, column=0)
+
+        # The lab's test protocol: asked digits, the person marks each answer.
+        protocol = ttk.Frame(root, padding=8)
+        protocol.grid(row=1, column=0, columnspan=2, sticky="we")
+        self.protocol_button = ttk.Button(protocol, text="Test protocol", command=self.start_protocol)
+        self.protocol_button.grid(row=0, column=0)
+        self.prompt = tk.StringVar(value="")
+        ttk.Label(protocol, textvariable=self.prompt).grid(row=0, column=1, padx=8)
+        self.right_button = ttk.Button(protocol, text="Right", command=lambda: self.mark(None), state="disabled")
+        self.right_button.grid(row=0, column=2)
+        ttk.Label(protocol, text="or true digit:").grid(row=0, column=3, padx=(8, 2))
+        self.true_digit = tk.StringVar(value="")
+        ttk.Entry(protocol, textvariable=self.true_digit, width=3).grid(row=0, column=4)
+        self.wrong_button = ttk.Button(protocol, text="Wrong", command=self.mark_wrong, state="disabled")
+        self.wrong_button.grid(row=0, column=5)
+        self.session: ProtocolSession | None = None
+        self.saved: tuple[Path, Path] | None = None
 
         self.image = Image.new("L", (CANVAS, CANVAS), 255)
         self.draw = ImageDraw.Draw(self.image)
@@ -134,6 +153,46 @@ class DrawingApp:
         self.answer.set(f"{digit}  ({self.probabilities[digit]:.0%}, {self.model_name.get()})")
         self.show_bars(self.probabilities)
         self.show_preview(self.model_input[..., 0])
+        if self.session is not None:
+            for button in (self.right_button, self.wrong_button):
+                button.state(["!disabled"])
+
+    # -- test protocol -----------------------------------------------------------------------------
+    def start_protocol(self) -> None:
+        self.session, self.saved = ProtocolSession(), None
+        self.clear()
+        self.ask()
+
+    def ask(self) -> None:
+        session = self.session
+        self.prompt.set(f"Draw the digit {session.asked}  ({len(session.answers) + 1}/{len(session.sequence)})")
+        self.true_digit.set("")
+        for button in (self.right_button, self.wrong_button):
+            button.state(["disabled"])
+
+    def mark_wrong(self) -> None:
+        typed = self.true_digit.get().strip()
+        if typed and not (typed.isdigit() and len(typed) == 1):
+            self.prompt.set("Type the true digit as one figure 0-9, or leave it empty for the asked digit")
+            return
+        self.mark(int(typed) if typed else self.session.asked)
+
+    def mark(self, true_digit: int | None) -> None:
+        """Records the shown answer: right (None) or wrong with the true digit; then the next draw."""
+        if self.session is None or self.probabilities is None:
+            return
+        self.session.record(int(self.probabilities.argmax()), true_digit)
+        self.clear()
+        if not self.session.done:
+            return self.ask()
+        stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+        folder = numnet.data.numnet_home() / "protocol" / f"{self.model_name.get()}-{stamp}"
+        self.saved = self.session.save(folder, self.model_name.get())
+        self.prompt.set(f"Done. {self.session.summary()}. Saved in {folder}")
+        self.answer.set("Protocol complete")
+        self.session = None
+        for button in (self.right_button, self.wrong_button):
+            button.state(["disabled"])
 
     def show_bars(self, probabilities: np.ndarray | None) -> None:
         self.bars.delete("all")

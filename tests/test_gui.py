@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -138,3 +139,30 @@ def screenshot(app, path: Path) -> None:
     box = (root.winfo_rootx(), root.winfo_rooty(), root.winfo_rootx() + root.winfo_width(),
            root.winfo_rooty() + root.winfo_height())  # fmt: skip
     ImageGrab.grab(bbox=box, xdisplay=os.environ["DISPLAY"]).save(path)
+
+
+def test_test_protocol_asks_twenty_digits_and_saves_statistics_and_a_chart(app, tmp_path, monkeypatch):
+    from PIL import Image
+
+    monkeypatch.setenv("NUMNET_HOME", str(tmp_path))
+    app.protocol_button.invoke()
+    asked = []
+    for _ in range(20):
+        asked.append(int(app.prompt.get().split()[3]))
+        drag(app, DIGITS[7][0])
+        drag(app, DIGITS[7][1])  # the person always draws a 7
+        if asked[-1] == 7:
+            app.right_button.invoke()
+        else:
+            app.true_digit.set("7")
+            app.wrong_button.invoke()
+        app.root.update()
+    assert asked == [1, 3, 5, 7, 2] * 4
+    stats_path, chart_path = app.saved
+    record = json.loads(stats_path.read_text())
+    assert record["per_digit"]["7"]["drawn"] == 20 and record["per_digit"]["7"]["recognised"] == 20
+    assert record["per_digit"]["1"]["drawn"] == 0 and len(record["answers"]) == 20
+    chart = Image.open(chart_path)
+    assert chart.format == "PNG" and chart.size == (600, 350)
+    assert len(np.unique(np.asarray(chart.convert("L")))) > 10  # not blank
+    assert app.answer.get() == "Protocol complete"

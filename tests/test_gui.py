@@ -7,7 +7,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -31,11 +30,19 @@ def display():
         if os.environ.get("CI"):
             pytest.fail("Xvfb is missing: .ci/run installs it (apt-get install xvfb)")
         pytest.skip("needs Xvfb (apt-get install xvfb)")
-    server = subprocess.Popen(["Xvfb", ":97", "-screen", "0", "1024x768x24", "-nolisten", "tcp"])
+    # -displayfd: Xvfb picks a free display number and writes it to the pipe once it is ready.
+    read_end, write_end = os.pipe()
+    server = subprocess.Popen(
+        ["Xvfb", "-displayfd", str(write_end), "-screen", "0", "1024x768x24", "-nolisten", "tcp"],
+        pass_fds=(write_end,),
+    )
+    os.close(write_end)
+    with os.fdopen(read_end) as ready:
+        number = ready.readline().strip()
+    assert number, "Xvfb did not start"
     old = os.environ.get("DISPLAY")
-    os.environ["DISPLAY"] = ":97"
-    time.sleep(1.0)
-    yield ":97"
+    os.environ["DISPLAY"] = f":{number}"
+    yield os.environ["DISPLAY"]
     server.terminate()
     server.wait(timeout=10)
     if old is None:

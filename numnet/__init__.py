@@ -22,8 +22,6 @@ from numnet.errors import NumnetError
 __all__ = ["build", "load", "specs", "data", "NumnetError"]
 __version__ = "0.1.0"
 
-BACKENDS = ("numpy", "numba", "tensorflow")
-
 
 def build(spec: specs.Spec, backend: str = "numpy", seed: int = 0, dtype=np.float32):
     """Builds `spec` on a backend: "numpy" (reference), "numba" (fast CPU) or "tensorflow"."""

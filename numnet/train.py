@@ -16,6 +16,7 @@ import numpy as np
 
 import numnet
 from numnet import data, specs
+from numnet.backends import BACKENDS
 from numnet.errors import NumnetError, TrainingDiverged
 from numnet.files import write_json
 from numnet.machine import core_count, cpu_name
@@ -38,7 +39,7 @@ def models_dir() -> Path:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m numnet.train", description=__doc__.splitlines()[0])
-    parser.add_argument("--backend", choices=numnet.BACKENDS, default="numpy")
+    parser.add_argument("--backend", choices=sorted(BACKENDS), default="numpy")
     parser.add_argument("--model", action="append", help="mlp, cnn or a spec.json (repeatable; default: mlp and cnn)")
     parser.add_argument("--epochs", type=int, help="default: 10 (MLP), 15 (CNN)")
     parser.add_argument("--batch-size", type=int, help="default: 100 (MLP), 1024 (CNN)")

@@ -19,22 +19,13 @@ from PIL import Image, ImageDraw
 
 import numnet
 from numnet.errors import NumnetError
+from numnet.gui.model_files import find_models, models_problem
 from numnet.gui.protocol import ProtocolSession
 from numnet.preprocess import canvas_to_mnist
 
 CANVAS = 280
 PREVIEW_CELL = 4
 BAR_WIDTH, BAR_HEIGHT = 24, 100
-MODEL_SUFFIXES = (".npz", ".keras", ".h5")
-
-
-def find_models(paths: list[Path] | None) -> dict[str, Path]:
-    """The models named on the command line, or those the training CLI saved."""
-    if paths:
-        return {path.stem: path for path in paths}
-    folder = numnet.data.numnet_home() / "models"
-    found = sorted(p for p in folder.glob("*") if p.suffix in MODEL_SUFFIXES and ".checkpoint" not in p.name)
-    return {path.stem: path for path in found}
 
 
 class DrawingApp:
@@ -219,16 +210,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--backend", choices=("numba", "numpy", "tensorflow"), default="numba")
     args = parser.parse_args(argv)
     models = find_models(args.model)
-    missing = [str(p) for p in models.values() if not p.is_file()]
-    if missing:
-        print(f"error: no model file at {', '.join(missing)}", file=sys.stderr)
-        return 2
-    if not models:
-        print(
-            f"no trained models in {numnet.data.numnet_home() / 'models'}; train them first with\n"
-            "  python -m numnet.train --backend numba\nor pass --model PATH",
-            file=sys.stderr,
-        )
+    problem = models_problem(models)
+    if problem:
+        print(f"error: {problem}" if models else problem, file=sys.stderr)
         return 2
     root = tk.Tk()
     DrawingApp(root, models, backend=args.backend)

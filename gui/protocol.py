@@ -55,7 +55,7 @@ class ProtocolSession:
         stats = self.statistics()
         record = {
             "model": model_name,
-            "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "finished": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
             "answers": self.answers,
             "per_digit": stats,
             "overall_accuracy": sum(a["predicted"] == a["true"] for a in self.answers) / max(1, len(self.answers)),

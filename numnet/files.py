@@ -26,6 +26,16 @@ MAX_HEADER_BYTES = 1 << 20
 ALLOWED_DTYPES = {np.dtype("float32"), np.dtype("float64"), np.dtype("int64")}
 
 
+def _umask() -> int:
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return umask
+
+
+# Read once at import: os.umask can only be read by setting it, which is not thread-safe.
+NEW_FILE_MODE = 0o666 & ~_umask()
+
+
 @contextlib.contextmanager
 def atomic_write(path: str | Path, mode: str = "wb"):
     """Yields a temp file beside `path`; it replaces `path` only once fully written and synced."""
@@ -33,6 +43,7 @@ def atomic_write(path: str | Path, mode: str = "wb"):
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.chmod(tmp, NEW_FILE_MODE)  # mkstemp makes 0600; a saved file should read like any other
         with os.fdopen(fd, mode) as f:
             yield f
             f.flush()

@@ -116,7 +116,7 @@ def train_one(model, name: str, settings: dict, mnist, out: Path, verbose: bool)
         "test_accuracy": test_accuracy,
         "per_digit_accuracy": digits,
         "train_seconds": wall,
-        "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "finished": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "numnet_version": numnet.__version__,
     }
     write_json(out / f"{name}.run.json", record)

@@ -23,6 +23,17 @@ def mnist_inputs(mnist):
     return (numnet.data.to_model_input(x_train), y_train), (numnet.data.to_model_input(x_test), y_test)
 
 
+@pytest.fixture(scope="session")
+def seed_mlp_file(tmp_path_factory, mnist_inputs):
+    """The seed MLP trained by numnet as the training CLI does (10 epochs), saved to a model file."""
+    (x_train, y_train), _ = mnist_inputs
+    model = numnet.build(numnet.specs.mlp(), backend="numba", seed=0)
+    model.fit(x_train, y_train, epochs=10, batch_size=100, validation_split=0.2, verbose=0)
+    path = tmp_path_factory.mktemp("models") / "mlp.npz"
+    model.save(path)
+    return path
+
+
 @pytest.fixture(params=ENGINE_BACKENDS)
 def backend(request) -> str:
     return request.param

@@ -11,17 +11,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from strokes import DIGITS
 
 import numnet
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts"
-
-# Strokes on the 280x280 canvas, as a person would draw them (lists of points, one list per stroke).
-DIGITS = {
-    1: [[(140, 50), (140, 230)]],
-    7: [[(80, 60), (200, 60)], [(200, 60), (120, 230)]],
-    0: [[(140 + 60 * np.sin(a) * 0.8, 140 - 85 * np.cos(a)) for a in np.linspace(0, 2 * np.pi, 40)]],
-}
 
 
 @pytest.fixture(scope="module")
@@ -52,13 +46,8 @@ def display():
 
 
 @pytest.fixture(scope="module")
-def trained_models(tmp_path_factory, mnist_inputs):
-    (x_train, y_train), _ = mnist_inputs
-    folder = tmp_path_factory.mktemp("models")
-    model = numnet.build(numnet.specs.mlp(), backend="numba", seed=0)
-    model.fit(x_train, y_train, epochs=10, batch_size=100, validation_split=0.2, verbose=0)
-    model.save(folder / "mlp.npz")
-    return {"mlp": folder / "mlp.npz"}
+def trained_models(seed_mlp_file):
+    return {"mlp": seed_mlp_file}
 
 
 @pytest.fixture
@@ -101,6 +90,27 @@ def test_drawing_a_digit_shows_it_with_a_centred_preview(app, digit):
     assert len(app.preview.find_all()) > 20  # the preview shows the 28x28 input
     ARTIFACTS.mkdir(exist_ok=True)
     screenshot(app, ARTIFACTS / f"gui-digit-{digit}.png")
+
+
+def test_real_pointer_drags_through_the_x_server_draw_a_digit(app):
+    """xdotool moves the X pointer and presses its button: the events reach Tk as a person's would."""
+    if shutil.which("xdotool") is None:
+        if os.environ.get("CI"):
+            pytest.fail("xdotool is missing: .ci/run installs it (apt-get install xdotool)")
+        pytest.skip("needs xdotool (apt-get install xdotool)")
+    app.root.update()
+    left, top = app.canvas.winfo_rootx(), app.canvas.winfo_rooty()
+    for stroke in DIGITS[7]:
+        command = ["xdotool", "mousemove", "--sync", str(left + stroke[0][0]), str(top + stroke[0][1]), "mousedown", "1"]
+        (x0, y0), (x1, y1) = stroke
+        for t in np.linspace(0, 1, 12)[1:]:
+            command += ["mousemove", "--sync", str(int(left + x0 + t * (x1 - x0))), str(int(top + y0 + t * (y1 - y0)))]
+        subprocess.run([*command, "mouseup", "1"], check=True, timeout=30)
+        for _ in range(20):  # let Tk take the queued events
+            app.root.update()
+    assert app.answer.get().startswith("7 "), app.answer.get()  # predicted on release of the last stroke
+    ink = np.asarray(app.image) < 128
+    assert ink[60, 80:200].mean() > 0.9  # the top bar of the 7 went into the offscreen image
 
 
 def test_the_selector_switches_models_without_restarting(display, trained_models, tmp_path):

@@ -1,0 +1,150 @@
+"""The drawing page: `python -m numnet.web`, a canvas in the browser, predictions from numnet.
+
+The page posts the canvas as a PNG to /predict; the server runs the same MNIST-style
+preprocessing as the Tk app and answers with the ten probabilities and the 28x28 image the model
+saw. Bad requests get a 4xx whose message names the problem, and the server keeps serving.
+"""
+
+import argparse
+import io
+import sys
+import threading
+import warnings
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+import numnet
+from numnet.errors import NumnetError
+from numnet.gui.model_files import find_models, models_problem
+from numnet.preprocess import canvas_to_mnist
+
+MAX_UPLOAD_BYTES = 4 << 20  # a 280x280 canvas PNG is ~5-30 kB; even a 4K screenshot fits
+MAX_IMAGE_PIXELS = 4096 * 4096
+
+
+class RequestProblem(Exception):
+    """A request the server refuses, with the HTTP status and the message the client sees."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status, self.message = status, message
+
+
+def decode_image(body: bytes, content_type: str) -> Image.Image:
+    """The uploaded bytes as a decoded PIL image, or a RequestProblem naming what is wrong."""
+    if not content_type.startswith("image/"):
+        raise RequestProblem(415, f"send the drawing as an image (Content-Type image/png), not {content_type!r}")
+    if not body:
+        raise RequestProblem(400, "the request has no image in its body")
+    if len(body) > MAX_UPLOAD_BYTES:
+        raise RequestProblem(413, f"the image is {len(body):,} bytes; the limit is {MAX_UPLOAD_BYTES:,}")
+    try:
+        image = Image.open(io.BytesIO(body))
+        if image.width * image.height > MAX_IMAGE_PIXELS:
+            raise RequestProblem(413, f"the image is {image.width}x{image.height} pixels; at most 4096x4096 is read")
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image.load()
+    except RequestProblem:
+        raise
+    except Exception as error:  # PIL raises many types for damaged or foreign data
+        raise RequestProblem(400, f"the body is not a readable image ({type(error).__name__}: {error})") from None
+    return image
+
+
+class Predictor:
+    """Loads each model once, on first use, and serves predictions from any thread."""
+
+    def __init__(self, models: dict[str, Path], backend: str) -> None:
+        self.models, self.backend = models, backend
+        self.loaded: dict[str, Any] = {}
+        self.lock = threading.Lock()
+
+    def model(self, name: str):
+        if name not in self.models:
+            raise RequestProblem(404, f"no model named {name!r}; choose one of {sorted(self.models)}")
+        with self.lock:
+            if name not in self.loaded:
+                try:
+                    self.loaded[name] = numnet.load(self.models[name], backend=self.backend)
+                except NumnetError as error:
+                    raise RequestProblem(500, f"model {name!r} cannot be loaded: {error}") from None
+            return self.loaded[name]
+
+    def predict(self, name: str, image: Image.Image) -> dict[str, Any]:
+        model = self.model(name)
+        model_input = canvas_to_mnist(image)
+        if model_input is None:
+            return {"model": name, "digit": None, "message": "the canvas is empty: draw a digit first"}
+        with self.lock:  # one prediction at a time: the engines reuse buffers between calls
+            probabilities = model.predict(model_input[None])[0]
+        digit = int(probabilities.argmax())
+        return {
+            "model": name,
+            "digit": digit,
+            "probabilities": [round(float(p), 6) for p in probabilities],
+            "preview": [[round(float(v), 3) for v in row] for row in model_input[..., 0]],
+        }
+
+
+def create_app(models: dict[str, Path], backend: str = "numba"):
+    """The FastAPI application serving the page, the model list and predictions."""
+    from fastapi import FastAPI, Request
+    from fastapi.responses import HTMLResponse, JSONResponse
+
+    predictor = Predictor(models, backend)
+    page = resources.files("numnet.gui").joinpath("web_page.html").read_text(encoding="utf-8")
+    app = FastAPI(title="numnet drawing page", docs_url=None, redoc_url=None)
+
+    @app.exception_handler(RequestProblem)
+    def refuse(_: Request, problem: RequestProblem) -> JSONResponse:
+        return JSONResponse({"error": problem.message}, status_code=problem.status)
+
+    @app.get("/", response_class=HTMLResponse)
+    def index() -> str:
+        return page
+
+    @app.get("/models")
+    def model_names() -> dict[str, list[str]]:
+        return {"models": list(models)}
+
+    @app.post("/predict")
+    async def predict(request: Request, model: str | None = None) -> dict[str, Any]:
+        declared = request.headers.get("content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > MAX_UPLOAD_BYTES):
+            raise RequestProblem(413, f"the request declares {declared} bytes; the limit is {MAX_UPLOAD_BYTES:,}")
+        body = bytearray()
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > MAX_UPLOAD_BYTES:
+                raise RequestProblem(413, f"the image is over the limit of {MAX_UPLOAD_BYTES:,} bytes")
+        image = decode_image(bytes(body), request.headers.get("content-type", ""))
+        return predictor.predict(model or next(iter(models)), image)
+
+    return app
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m numnet.web", description=__doc__.splitlines()[0])
+    parser.add_argument("--model", type=Path, action="append", help="a model file (repeatable)")
+    parser.add_argument("--backend", choices=("numba", "numpy", "tensorflow"), default="numba")
+    parser.add_argument("--host", default="127.0.0.1", help="default: this machine only")
+    parser.add_argument("--port", type=int, default=8000)
+    args = parser.parse_args(argv)
+    models = find_models(args.model)
+    problem = models_problem(models)
+    if problem:
+        print(f"error: {problem}" if models else problem, file=sys.stderr)
+        return 2
+    try:
+        import fastapi  # noqa: F401
+        import uvicorn
+    except ImportError:
+        print('error: the web page needs FastAPI and uvicorn: pip install "numnet[web]"', file=sys.stderr)
+        return 2
+    print(f"numnet drawing page on http://{args.host}:{args.port}/ with {', '.join(models)}")
+    uvicorn.run(create_app(models, args.backend), host=args.host, port=args.port, log_level="warning")
+    return 0

@@ -1,0 +1,278 @@
+"""The lab's figures from experiment results: `python -m numnet.report DIR`.
+
+DIR is what `python -m numnet.experiments` wrote (or a folder above several of those). The report
+is a set of PNGs plus one self-contained HTML page with the images embedded, written into DIR
+(or --out).
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import html
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from numnet import data, experiments
+from numnet.errors import NumnetError
+from numnet.files import atomic_write
+
+DPI = 100
+# Figure sizes in inches; per-run figures grow by one row per run.
+SAMPLES_SIZE = (8.0, 8.6)
+CURVES_SIZE = (12.0, 4.5)
+PER_DIGIT_SIZE = (12.0, 4.5)
+CONFUSION_CELL = 4.0  # each run's matrix is a CONFUSION_CELL-inch square panel
+WRONG_COLUMNS, WRONG_ROW = 10, 1.6
+TIMES_ROW = 0.45
+STRUCTURE_LAYER = 0.55
+STRUCTURE_WIDTH = 5.0
+LAB_CONFUSED = (1, 3, 5, 7, 2)  # the digits the lab's test protocol found hardest
+COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22"]
+
+
+def find_runs(folder: Path) -> tuple[list[Path], list[Path]]:
+    """Finished and unfinished run folders below `folder`; a folder with neither is an error."""
+    if not folder.is_dir():
+        raise experiments.GridError(f"'{folder}' is not a folder of experiment results")
+    finished = sorted(p.parent for p in folder.rglob(experiments.RECORD))
+    unfinished = sorted({p.parent for p in folder.rglob("checkpoint.npz")} - set(finished))
+    if not finished:
+        raise experiments.GridError(
+            f"'{folder}' holds no finished experiment results ({len(unfinished)} unfinished); "
+            f"run `python -m numnet.experiments --out {folder}` first"
+        )
+    return finished, unfinished
+
+
+def _color(i: int) -> str:
+    return COLORS[i % len(COLORS)]
+
+
+def sample_grid(x_test: np.ndarray, y_test: np.ndarray) -> Figure:
+    """Ten test examples of each digit, one row per digit (the lab's Figure 11)."""
+    fig = Figure(figsize=SAMPLES_SIZE, dpi=DPI, layout="constrained")
+    axes = fig.subplots(10, 10)
+    for digit in range(10):
+        for column, index in enumerate(np.flatnonzero(y_test == digit)[:10]):
+            ax = axes[digit, column]
+            ax.imshow(x_test[index], cmap="gray_r", vmin=0, vmax=255)
+        for ax in axes[digit]:
+            ax.set_xticks([])
+            ax.set_yticks([])
+        axes[digit, 0].set_ylabel(str(digit), rotation=0, labelpad=12, fontsize=13)
+    fig.suptitle("MNIST test set: ten examples of each digit")
+    return fig
+
+
+def training_curves(records: list[dict[str, Any]]) -> Figure:
+    """Loss and accuracy per epoch of every run on shared axes; validation dashed."""
+    fig = Figure(figsize=CURVES_SIZE, dpi=DPI, layout="constrained")
+    loss_ax, accuracy_ax = fig.subplots(1, 2, sharex=True)
+    for i, record in enumerate(records):
+        history = record["history"]
+        epochs = np.arange(1, len(history["loss"]) + 1)
+        for ax, key in ((loss_ax, "loss"), (accuracy_ax, "accuracy")):
+            ax.plot(epochs, history[key], color=_color(i), label=f"{record['name']} (train)")
+            if history.get(f"val_{key}"):
+                ax.plot(epochs, history[f"val_{key}"], color=_color(i), linestyle="--", label=f"{record['name']} (val)")
+    loss_ax.set_yscale("log")
+    loss_ax.set_title("loss")
+    accuracy_ax.set_title("accuracy")
+    for ax in (loss_ax, accuracy_ax):
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+    accuracy_ax.legend(fontsize=7, loc="lower right")
+    return fig
+
+
+def per_digit_chart(records: list[dict[str, Any]]) -> Figure:
+    """Test accuracy per digit for every run; the lab's most confused digits shaded (Figures 20-21)."""
+    fig = Figure(figsize=PER_DIGIT_SIZE, dpi=DPI, layout="constrained")
+    ax = fig.subplots()
+    width = 0.8 / len(records)
+    for digit in LAB_CONFUSED:
+        ax.axvspan(digit - 0.45, digit + 0.45, color="#ffd54f", alpha=0.35, linewidth=0)
+    for i, record in enumerate(records):
+        accuracy = [100 * record["per_digit_accuracy"][str(d)] for d in range(10)]
+        ax.bar(np.arange(10) - 0.4 + width * (i + 0.5), accuracy, width, color=_color(i), label=record["name"])
+    lowest = min(100 * a for r in records for a in r["per_digit_accuracy"].values())
+    ax.set_ylim(max(0.0, lowest - 2), 100)
+    ax.set_xticks(range(10))
+    for label in ax.get_xticklabels():
+        if int(label.get_text()) in LAB_CONFUSED:
+            label.set_fontweight("bold")
+    ax.set_xlabel("digit (shaded: 1 3 5 7 2, the ones the lab found most confused)")
+    ax.set_ylabel("recognised (%) on the test set")
+    ax.legend(fontsize=8, ncols=min(3, len(records)), loc="lower left")
+    return fig
+
+
+def confusion_matrices(records: list[dict[str, Any]]) -> Figure:
+    """Counts of true (rows) vs predicted (columns) digits, one panel per run."""
+    fig = Figure(figsize=(CONFUSION_CELL * len(records), CONFUSION_CELL + 0.4), dpi=DPI, layout="constrained")
+    axes = np.atleast_1d(fig.subplots(1, len(records)))
+    for ax, record in zip(axes, records):
+        matrix = np.asarray(record["confusion"])
+        off_diagonal = matrix - np.diag(np.diag(matrix))
+        ax.imshow(np.log1p(off_diagonal), cmap="Reds")
+        for (true, predicted), count in np.ndenumerate(matrix):
+            if count:
+                weight = "bold" if true == predicted else "normal"
+                ax.text(predicted, true, str(count), ha="center", va="center", fontsize=6, fontweight=weight)
+        ax.set_xticks(range(10))
+        ax.set_yticks(range(10))
+        ax.set_xlabel("predicted")
+        ax.set_ylabel("true")
+        ax.set_title(f"{record['name']}\n{record['test_accuracy']:.2%}", fontsize=9)
+    return fig
+
+
+def most_confidently_wrong(records: list[dict[str, Any]], probabilities: list[np.ndarray], x_test, y_test) -> Figure:
+    """Each run's wrong test answers it was surest of, with the true label and its guess."""
+    fig = Figure(figsize=(WRONG_COLUMNS * 1.2, WRONG_ROW * len(records)), dpi=DPI, layout="constrained")
+    axes = np.atleast_2d(fig.subplots(len(records), WRONG_COLUMNS))
+    for row, (record, p) in zip(axes, zip(records, probabilities)):
+        labels = y_test[: len(p)]
+        predicted = p.argmax(axis=1)
+        wrong = np.flatnonzero(predicted != labels)
+        worst = wrong[np.argsort(-p[wrong, predicted[wrong]], kind="stable")][:WRONG_COLUMNS]
+        for ax in row:
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.set_frame_on(False)
+        for ax, index in zip(row, worst):
+            ax.imshow(x_test[index], cmap="gray_r", vmin=0, vmax=255)
+            ax.set_title(f"{labels[index]} read as {predicted[index]}\n{p[index, predicted[index]]:.1%}", fontsize=8)
+        row[0].set_ylabel(record["name"], fontsize=7)
+    fig.suptitle("most confidently wrong test images (true digit read as predicted, with confidence)")
+    return fig
+
+
+def duration(seconds: float) -> str:
+    minutes, seconds = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{seconds:02d}"
+
+
+TIME_COLUMNS = ("run", "backend", "device", "epochs", "train time", "s / epoch", "test accuracy")
+
+
+def time_rows(records: list[dict[str, Any]]) -> list[tuple[str, ...]]:
+    rows = []
+    for record in records:
+        epochs = len(record["history"]["loss"])
+        rows.append((
+            record["name"], record["backend"], record["device"], str(epochs), duration(record["train_seconds"]),
+            f"{record['train_seconds'] / max(epochs, 1):.2f}", f"{record['test_accuracy']:.2%}",
+        ))  # fmt: skip
+    return rows
+
+
+def time_table(records: list[dict[str, Any]]) -> Figure:
+    """Training time per run and backend (the lab's Table 1, CPU vs GPU)."""
+    rows = time_rows(records)
+    fig = Figure(figsize=(12.0, TIMES_ROW * (len(rows) + 1) + 0.6), dpi=DPI, layout="constrained")
+    ax = fig.subplots()
+    ax.set_axis_off()
+    table = ax.table(cellText=rows, colLabels=TIME_COLUMNS, loc="center", cellLoc="left")
+    table.auto_set_font_size(False)
+    table.set_fontsize(8)
+    table.auto_set_column_width(range(len(TIME_COLUMNS)))
+    ax.set_title("training time per run")
+    return fig
+
+
+def model_structure(spec: dict[str, Any]) -> Figure:
+    """The network drawn from its spec: one box per layer with output shape and parameters."""
+    import numnet
+
+    model = numnet.build(spec, backend="numpy")
+    layers = list(zip(model.layer_names, model.layers))
+    fig = Figure(figsize=(STRUCTURE_WIDTH, STRUCTURE_LAYER * (len(layers) + 2)), dpi=DPI)
+    ax = fig.add_axes((0, 0, 1, 1))
+    ax.set_axis_off()
+    ax.set_xlim(0, 1)
+    ax.set_ylim(len(layers) + 1.5, -0.5)
+    fills = {"Conv2D": "#bbdefb", "Dense": "#c8e6c9", "BatchNormalization": "#fff9c4", "MaxPooling2D": "#ffe0b2"}
+    ax.text(0.5, 0, f"input {tuple(spec['input_shape'])}", ha="center", va="center", fontsize=10)
+    for row, (name, layer) in enumerate(layers, start=1):
+        params = sum(w.size for w in layer.weights())
+        ax.annotate("", xy=(0.5, row - 0.3), xytext=(0.5, row - 0.7), arrowprops={"arrowstyle": "->"})
+        label = f"{name} ({layer.type})  ->  {tuple(layer.output_shape)}" + (f"   {params:,} params" if params else "")
+        ax.text(0.5, row, label, ha="center", va="center", fontsize=9,
+                bbox={"boxstyle": "round,pad=0.4", "facecolor": fills.get(layer.type, "#eeeeee")})  # fmt: skip
+    ax.text(0.5, len(layers) + 1, f"{spec['name']}: {model.count_params():,} parameters", ha="center", fontsize=10)
+    return fig
+
+
+def save_png(fig: Figure, path: Path) -> bytes:
+    with atomic_write(path) as f:
+        fig.savefig(f, format="png")
+    return path.read_bytes()
+
+
+def _html(title: str, images: list[tuple[str, str, bytes]], rows: list[tuple[str, ...]]) -> str:
+    table = "<tr>" + "".join(f"<th>{html.escape(c)}</th>" for c in TIME_COLUMNS) + "</tr>\n"
+    table += "\n".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in rows)
+    sections = [f"<h2>training time per run</h2>\n<table>\n{table}\n</table>"]
+    for heading, name, png in images:
+        encoded = base64.b64encode(png).decode("ascii")
+        sections.append(f'<h2>{html.escape(heading)}</h2>\n<img alt="{html.escape(name)}" '
+                        f'src="data:image/png;base64,{encoded}">')  # fmt: skip
+    style = "body{font-family:sans-serif;max-width:1250px;margin:auto}img{max-width:100%}" \
+            "td,th{padding:2px 10px;text-align:left;border-bottom:1px solid #ddd}"  # fmt: skip
+    return (f"<!doctype html>\n<html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+            f"<style>{style}</style></head><body>\n<h1>{html.escape(title)}</h1>\n"
+            + "\n".join(sections) + "\n</body></html>\n")  # fmt: skip
+
+
+def build_report(folder: Path, out: Path | None = None, mnist=None) -> Path:
+    """Writes the PNGs and report.html into `out` (default: `folder`); returns the HTML's path."""
+    out = out or folder
+    run_dirs, unfinished = find_runs(folder)
+    for run_dir in unfinished:
+        print(f"note: '{run_dir}' has not finished; left out of the report", file=sys.stderr)
+    records = [experiments.read_record(run_dir) for run_dir in run_dirs]
+    (_, _), (x_test, y_test) = mnist if mnist is not None else data.load_mnist()
+    probabilities = [experiments.read_probabilities(d, r["test_samples"]) for d, r in zip(run_dirs, records)]
+    figures = [
+        ("ten examples of each digit", "samples", sample_grid(x_test, y_test)),
+        ("training curves", "curves", training_curves(records)),
+        ("recognition per digit", "per_digit", per_digit_chart(records)),
+        ("confusion matrices", "confusion", confusion_matrices(records)),
+        ("most confidently wrong", "wrong", most_confidently_wrong(records, probabilities, x_test, y_test)),
+        ("training time", "times", time_table(records)),
+    ]
+    specs_seen: dict[str, dict[str, Any]] = {}
+    for record in records:
+        specs_seen.setdefault(record["spec"]["name"], record["spec"])
+    figures += [(f"model structure: {name}", f"structure_{name}", model_structure(s)) for name, s in specs_seen.items()]
+    out.mkdir(parents=True, exist_ok=True)
+    images = [(heading, name, save_png(fig, out / f"{name}.png")) for heading, name, fig in figures]
+    report = out / "report.html"
+    with atomic_write(report, "w") as f:
+        f.write(_html(f"numnet experiments: {folder.name}", images, time_rows(records)))
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m numnet.report", description=__doc__.splitlines()[0])
+    parser.add_argument("folder", type=Path, help="results written by python -m numnet.experiments")
+    parser.add_argument("--out", type=Path, help="where the PNGs and report.html go (default: the folder)")
+    args = parser.parse_args(argv)
+    try:
+        report = build_report(args.folder, args.out)
+    except NumnetError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(f"report: {report}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

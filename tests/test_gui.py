@@ -101,8 +101,8 @@ def test_real_pointer_drags_through_the_x_server_draw_a_digit(app):
     app.root.update()
     left, top = app.canvas.winfo_rootx(), app.canvas.winfo_rooty()
     for stroke in DIGITS[7]:
-        command = ["xdotool", "mousemove", "--sync", str(left + stroke[0][0]), str(top + stroke[0][1]), "mousedown", "1"]
         (x0, y0), (x1, y1) = stroke
+        command = ["xdotool", "mousemove", "--sync", str(left + x0), str(top + y0), "mousedown", "1"]
         for t in np.linspace(0, 1, 12)[1:]:
             command += ["mousemove", "--sync", str(int(left + x0 + t * (x1 - x0))), str(int(top + y0 + t * (y1 - y0)))]
         subprocess.run([*command, "mouseup", "1"], check=True, timeout=30)

@@ -18,6 +18,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 import numnet
+from numnet.backends import BACKENDS
 from numnet.errors import NumnetError
 from numnet.gui.model_files import find_models, models_problem
 from numnet.gui.protocol import ProtocolSession
@@ -207,7 +208,7 @@ class DrawingApp:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m numnet.gui", description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, action="append", help="a model file (repeatable)")
-    parser.add_argument("--backend", choices=("numba", "numpy", "tensorflow"), default="numba")
+    parser.add_argument("--backend", choices=sorted(BACKENDS), default="numba")
     args = parser.parse_args(argv)
     models = find_models(args.model)
     problem = models_problem(models)

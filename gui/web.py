@@ -17,6 +17,7 @@ from typing import Any
 from PIL import Image
 
 import numnet
+from numnet.backends import BACKENDS
 from numnet.errors import NumnetError
 from numnet.gui.model_files import find_models, models_problem
 from numnet.preprocess import canvas_to_mnist
@@ -50,6 +51,8 @@ def decode_image(body: bytes, content_type: str) -> Image.Image:
             image.load()
     except RequestProblem:
         raise
+    except Image.DecompressionBombError as error:
+        raise RequestProblem(413, f"the image has too many pixels to read ({error})") from None
     except Exception as error:  # PIL raises many types for damaged or foreign data
         raise RequestProblem(400, f"the body is not a readable image ({type(error).__name__}: {error})") from None
     return image
@@ -130,7 +133,7 @@ def create_app(models: dict[str, Path], backend: str = "numba"):
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m numnet.web", description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, action="append", help="a model file (repeatable)")
-    parser.add_argument("--backend", choices=("numba", "numpy", "tensorflow"), default="numba")
+    parser.add_argument("--backend", choices=sorted(BACKENDS), default="numba")
     parser.add_argument("--host", default="127.0.0.1", help="default: this machine only")
     parser.add_argument("--port", type=int, default=8000)
     args = parser.parse_args(argv)

@@ -29,7 +29,7 @@ from numnet import data, specs
 from numnet.backends import BACKENDS
 from numnet.errors import NumnetError, TrainingDiverged
 from numnet.files import atomic_write, read_header, write_json
-from numnet.machine import core_count, cpu_name
+from numnet.machine import describe_device
 
 # The lab's Table 1 (CNN) and Table 2 (MLP).
 GRIDS: dict[str, dict[str, Any]] = {
@@ -110,10 +110,6 @@ def run_name(settings: dict[str, Any]) -> str:
     if settings.get("train_samples"):
         name += f"-n{settings['train_samples']}"
     return name
-
-
-def describe_device(model) -> str:
-    return getattr(model, "device", None) or f"CPU: {cpu_name()} ({core_count()} cores)"
 
 
 def confusion_matrix(labels: np.ndarray, predicted: np.ndarray) -> np.ndarray:

@@ -19,3 +19,8 @@ def cpu_name() -> str:
 
 def core_count() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def describe_device(model) -> str:
+    """Where a model computes: the TensorFlow backend names its device; numnet's engines use the CPU."""
+    return getattr(model, "device", None) or f"CPU: {cpu_name()} ({core_count()} cores)"

@@ -26,7 +26,7 @@ DPI = 100
 SAMPLES_SIZE = (8.0, 8.6)
 CURVES_SIZE = (12.0, 4.5)
 PER_DIGIT_SIZE = (12.0, 4.5)
-CONFUSION_CELL = 4.0  # each run's matrix is a CONFUSION_CELL-inch square panel
+CONFUSION_CELL, CONFUSION_COLUMNS = 4.0, 3  # each run's matrix: a 4-inch panel, three to a row
 WRONG_COLUMNS, WRONG_ROW = 10, 1.6
 TIMES_ROW = 0.45
 STRUCTURE_LAYER = 0.55
@@ -114,8 +114,12 @@ def per_digit_chart(records: list[dict[str, Any]]) -> Figure:
 
 def confusion_matrices(records: list[dict[str, Any]]) -> Figure:
     """Counts of true (rows) vs predicted (columns) digits, one panel per run."""
-    fig = Figure(figsize=(CONFUSION_CELL * len(records), CONFUSION_CELL + 0.4), dpi=DPI, layout="constrained")
-    axes = np.atleast_1d(fig.subplots(1, len(records)))
+    columns = min(CONFUSION_COLUMNS, len(records))
+    rows = -(-len(records) // columns)
+    fig = Figure(figsize=(CONFUSION_CELL * columns, (CONFUSION_CELL + 0.4) * rows), dpi=DPI, layout="constrained")
+    axes = np.atleast_1d(fig.subplots(rows, columns)).ravel()
+    for ax in axes[len(records) :]:
+        ax.set_axis_off()
     for ax, record in zip(axes, records):
         matrix = np.asarray(record["confusion"])
         off_diagonal = matrix - np.diag(np.diag(matrix))

@@ -19,7 +19,7 @@ from numnet import data, specs
 from numnet.backends import BACKENDS
 from numnet.errors import NumnetError, TrainingDiverged
 from numnet.files import write_json
-from numnet.machine import core_count, cpu_name
+from numnet.machine import describe_device
 
 # The seed's settings. The CNN's 15 epochs (about 8 minutes with numba on 2 cores) reach 99.07 %
 # test accuracy; fewer do not: with momentum 0.99 at 59 steps an epoch, the first batch norm's
@@ -61,10 +61,6 @@ def settings_for(name: str, args: argparse.Namespace) -> dict:
         if getattr(args, key) is not None:
             settings[key] = getattr(args, key)
     return settings
-
-
-def describe_device(model) -> str:
-    return getattr(model, "device", None) or f"CPU: {cpu_name()} ({core_count()} cores)"
 
 
 def per_digit_accuracy(probabilities: np.ndarray, labels: np.ndarray) -> dict[str, float]:

@@ -117,9 +117,9 @@ def test_an_empty_canvas_asks_for_a_drawing(server):
     assert status == 200 and result["digit"] is None and "draw a digit first" in result["message"]
 
 
-def huge_png() -> bytes:
+def huge_png(width: int, height: int) -> bytes:
     buffer = io.BytesIO()
-    Image.new("1", (5000, 5000)).save(buffer, format="PNG")  # a few kB that decode to 25 megapixels
+    Image.new("1", (width, height)).save(buffer, format="PNG")  # a few kB that decode to megapixels
     return buffer.getvalue()
 
 
@@ -129,7 +129,8 @@ BAD_UPLOADS = [
     ("garbage", b"\x89PNG\r\n\x1a\n" + os.urandom(300), "image/png", 400, "not a readable image"),
     ("truncated", png_of(DIGITS[7])[:200], "image/png", 400, "not a readable image"),
     ("html as png", b"<html><body>hi</body></html>", "image/png", 400, "not a readable image"),
-    ("too many pixels", huge_png(), "image/png", 413, "5000x5000 pixels"),
+    ("too many pixels", huge_png(5000, 5000), "image/png", 413, "5000x5000 pixels"),
+    ("decompression bomb", huge_png(20000, 10000), "image/png", 413, "too many pixels"),
 ]
 
 

@@ -159,6 +159,17 @@ def _build(settings: dict[str, Any], backend: str):
     return numnet.build(spec, backend=backend, seed=settings["seed"])
 
 
+def _past_history(progress_file: Path, epochs_done: int) -> dict[str, list[float]]:
+    """The history of the epochs before an interruption; empty (with a warning) if it was lost."""
+    try:
+        history = json.loads(progress_file.read_text())["history"]
+        return {str(key): list(values)[:epochs_done] for key, values in history.items()}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
+        print(f"warning: '{progress_file}' is unreadable ({error}); the first {epochs_done} epoch(s) of this run "
+              "will be missing from its history", file=sys.stderr)  # fmt: skip
+        return {}
+
+
 class GridProgress:
     """One progress line for the whole grid, counted in epochs."""
 
@@ -186,10 +197,11 @@ def run_one(
     x_train, x_test = data.to_model_input(x_train), data.to_model_input(x_test)
     past: dict[str, list[float]] = {}
     if checkpoint.exists():
-        model = numnet.load(checkpoint, backend=backend)
-        if progress_file.exists():
-            past = json.loads(progress_file.read_text())["history"]
-            past = {key: values[: model.epochs_done] for key, values in past.items()}
+        try:
+            model = numnet.load(checkpoint, backend=backend)
+        except NumnetError as error:
+            raise GridError(f"{error}; delete '{checkpoint}' to start run {name} over") from None
+        past = _past_history(progress_file, model.epochs_done)
     else:
         model = _build(settings, backend)
 
@@ -253,7 +265,10 @@ def run_grid(
         if name in finished:
             already.append(settings["epochs"])
         elif (out / name / "checkpoint.npz").exists():
-            already.append(read_header(out / name / "checkpoint.npz").get("epochs_done", 0))
+            try:
+                already.append(read_header(out / name / "checkpoint.npz").get("epochs_done", 0))
+            except NumnetError:
+                pass  # run_one says what is wrong with it when it gets there
     write_json(out / "grid.json", {"backend": backend, "runs": runs})
     mnist = mnist if mnist is not None else data.load_mnist()
     progress = GridProgress(runs, already, enabled=verbose)

@@ -231,3 +231,26 @@ def test_command_lines_run_a_grid_file_and_draw_its_report(tmp_path):
     drawn = subprocess.run([sys.executable, "-m", "numnet.report", str(out)], capture_output=True, text=True, env=env)
     assert drawn.returncode == 0, drawn.stderr
     assert (out / "report.html").stat().st_size > 10_000 and (out / "curves.png").exists()
+
+
+def test_a_damaged_checkpoint_names_itself_and_how_to_start_over(tmp_path, mnist):
+    runs = experiments.expand_grid({"model": "mlp", "epochs": 2, "train_samples": 300, "test_samples": 100})
+    run_dir = tmp_path / experiments.run_name(runs[0])
+    run_dir.mkdir()
+    (run_dir / "checkpoint.npz").write_bytes(b"PK\x03\x04 half a zip")
+    with pytest.raises(experiments.GridError, match="delete '.*checkpoint.npz' to start run mlp-e2"):
+        experiments.run_grid(runs, "numba", tmp_path, verbose=False, mnist=mnist)
+
+
+def test_a_lost_progress_file_costs_only_the_early_history(tmp_path, mnist, capsys):
+    runs = experiments.expand_grid({"model": "mlp", "epochs": 2, "train_samples": 300, "test_samples": 100})
+    run_dir = tmp_path / experiments.run_name(runs[0])
+    run_dir.mkdir()
+    model = numnet.build(numnet.specs.mlp(), backend="numba")
+    (x_train, y_train), _ = mnist
+    model.fit(numnet.data.to_model_input(x_train[:300]), y_train[:300], epochs=1, verbose=0)
+    model.save(run_dir / "checkpoint.npz")
+    (run_dir / "progress.json").write_text("{cut off")
+    (record,) = experiments.run_grid(runs, "numba", tmp_path, verbose=False, mnist=mnist)
+    assert "progress.json' is unreadable" in capsys.readouterr().err
+    assert len(record["history"]["loss"]) == 1 and numnet.load(run_dir / "model.npz").epochs_done == 2

@@ -49,6 +49,13 @@ def find_runs(folder: Path) -> tuple[list[Path], list[Path]]:
     return finished, unfinished
 
 
+def _settings_order(record: dict[str, Any]) -> tuple:
+    """Runs in the order people read a grid: by model, then epochs, validation split, batch, seed."""
+    settings = record["settings"]
+    return (str(settings.get("model")), settings.get("epochs", 0), settings.get("validation_split", 0),
+            settings.get("batch_size", 0), settings.get("seed", 0), settings.get("train_samples") or 0)  # fmt: skip
+
+
 def _color(i: int) -> str:
     return COLORS[i % len(COLORS)]
 
@@ -241,7 +248,8 @@ def build_report(folder: Path, out: Path | None = None, mnist=None) -> Path:
     run_dirs, unfinished = find_runs(folder)
     for run_dir in unfinished:
         print(f"note: '{run_dir}' has not finished; left out of the report", file=sys.stderr)
-    records = [experiments.read_record(run_dir) for run_dir in run_dirs]
+    runs = sorted(((experiments.read_record(d), d) for d in run_dirs), key=lambda pair: _settings_order(pair[0]))
+    records, run_dirs = [record for record, _ in runs], [run_dir for _, run_dir in runs]
     (_, _), (x_test, y_test) = mnist if mnist is not None else data.load_mnist()
     probabilities = [experiments.read_probabilities(d, r["test_samples"]) for d, r in zip(run_dirs, records)]
     figures = [

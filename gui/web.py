@@ -96,6 +96,7 @@ class Predictor:
 def create_app(models: dict[str, Path], backend: str = "numba"):
     """The FastAPI application serving the page, the model list and predictions."""
     from fastapi import FastAPI, Request
+    from fastapi.concurrency import run_in_threadpool
     from fastapi.responses import HTMLResponse, JSONResponse
 
     predictor = Predictor(models, backend)
@@ -124,8 +125,10 @@ def create_app(models: dict[str, Path], backend: str = "numba"):
             body += chunk
             if len(body) > MAX_UPLOAD_BYTES:
                 raise RequestProblem(413, f"the image is over the limit of {MAX_UPLOAD_BYTES:,} bytes")
-        image = decode_image(bytes(body), request.headers.get("content-type", ""))
-        return predictor.predict(model or next(iter(models)), image)
+        content_type = request.headers.get("content-type", "")
+        # Decoding and predicting take milliseconds of CPU: off the event loop, so other requests go on.
+        image = await run_in_threadpool(decode_image, bytes(body), content_type)
+        return await run_in_threadpool(predictor.predict, model or next(iter(models)), image)
 
     return app
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import sys
 import tkinter as tk
 from pathlib import Path
 from tkinter import ttk
@@ -18,9 +17,8 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 import numnet
-from numnet.backends import BACKENDS
 from numnet.errors import NumnetError
-from numnet.gui.model_files import find_models, models_problem
+from numnet.gui.model_files import add_model_options, chosen_models
 from numnet.gui.protocol import ProtocolSession
 from numnet.preprocess import canvas_to_mnist
 
@@ -207,13 +205,10 @@ class DrawingApp:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m numnet.gui", description=__doc__.splitlines()[0])
-    parser.add_argument("--model", type=Path, action="append", help="a model file (repeatable)")
-    parser.add_argument("--backend", choices=sorted(BACKENDS), default="numba")
+    add_model_options(parser)
     args = parser.parse_args(argv)
-    models = find_models(args.model)
-    problem = models_problem(models)
-    if problem:
-        print(f"error: {problem}" if models else problem, file=sys.stderr)
+    models = chosen_models(args)
+    if models is None:
         return 2
     root = tk.Tk()
     DrawingApp(root, models, backend=args.backend)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import argparse
+import sys
 from pathlib import Path
 
 import numnet
+from numnet.backends import BACKENDS
 
 MODEL_SUFFIXES = (".npz", ".keras", ".h5")
 
@@ -29,3 +32,18 @@ def models_problem(models: dict[str, Path]) -> str | None:
             "  python -m numnet.train --backend numba\nor pass --model PATH"
         )
     return None
+
+
+def add_model_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", type=Path, action="append", help="a model file (repeatable)")
+    parser.add_argument("--backend", choices=sorted(BACKENDS), default="numba")
+
+
+def chosen_models(args: argparse.Namespace) -> dict[str, Path] | None:
+    """The models to offer, or None after saying on stderr why there are none."""
+    models = find_models(args.model)
+    problem = models_problem(models)
+    if problem:
+        print(f"error: {problem}" if models else problem, file=sys.stderr)
+        return None
+    return models

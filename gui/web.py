@@ -17,9 +17,8 @@ from typing import Any
 from PIL import Image
 
 import numnet
-from numnet.backends import BACKENDS
 from numnet.errors import NumnetError
-from numnet.gui.model_files import find_models, models_problem
+from numnet.gui.model_files import add_model_options, chosen_models
 from numnet.preprocess import canvas_to_mnist
 
 MAX_UPLOAD_BYTES = 4 << 20  # a 280x280 canvas PNG is ~5-30 kB; even a 4K screenshot fits
@@ -135,15 +134,12 @@ def create_app(models: dict[str, Path], backend: str = "numba"):
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m numnet.web", description=__doc__.splitlines()[0])
-    parser.add_argument("--model", type=Path, action="append", help="a model file (repeatable)")
-    parser.add_argument("--backend", choices=sorted(BACKENDS), default="numba")
+    add_model_options(parser)
     parser.add_argument("--host", default="127.0.0.1", help="default: this machine only")
     parser.add_argument("--port", type=int, default=8000)
     args = parser.parse_args(argv)
-    models = find_models(args.model)
-    problem = models_problem(models)
-    if problem:
-        print(f"error: {problem}" if models else problem, file=sys.stderr)
+    models = chosen_models(args)
+    if models is None:
         return 2
     try:
         import fastapi  # noqa: F401

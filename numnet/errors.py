@@ -1,5 +1,7 @@
 """Errors numnet raises on bad input: each message names what is wrong and what to do."""
 
+import sys
+
 
 class NumnetError(Exception):
     """Base for errors caused by the caller's input, files or environment, not by a numnet bug."""
@@ -27,3 +29,10 @@ class TrainingDiverged(NumnetError, FloatingPointError):
 
 class BackendUnavailable(NumnetError, RuntimeError):
     """The requested backend is not installed or not known."""
+
+
+def exit_status(error: NumnetError) -> int:
+    """Says `error` on stderr the way numnet's commands do; 1 for a diverged run, 2 for anything else."""
+    diverged = isinstance(error, TrainingDiverged)
+    print(f"error: {'training diverged: ' if diverged else ''}{error}", file=sys.stderr)
+    return 1 if diverged else 2

@@ -27,7 +27,7 @@ from tqdm import tqdm
 import numnet
 from numnet import data, specs
 from numnet.backends import BACKENDS
-from numnet.errors import NumnetError, TrainingDiverged
+from numnet.errors import NumnetError, exit_status
 from numnet.files import atomic_write, read_header, write_json
 from numnet.machine import describe_device
 
@@ -310,12 +310,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("\ninterrupted; run the same command again to continue from the last finished epoch", file=sys.stderr)
         return 130
-    except TrainingDiverged as error:
-        print(f"error: training diverged: {error}", file=sys.stderr)
-        return 1
     except NumnetError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+        return exit_status(error)
     print(f"\n{'run':<34} {'test acc':>9} {'train s':>9}")
     for record in records:
         print(f"{record['name']:<34} {record['test_accuracy']:>9.2%} {record['train_seconds']:>9.1f}")

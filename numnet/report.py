@@ -18,7 +18,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from numnet import data, experiments
-from numnet.errors import NumnetError
+from numnet.errors import NumnetError, exit_status
 from numnet.files import atomic_write
 
 DPI = 100
@@ -280,8 +280,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         report = build_report(args.folder, args.out)
     except NumnetError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+        return exit_status(error)
     print(f"report: {report}")
     return 0
 

@@ -17,7 +17,7 @@ import numpy as np
 import numnet
 from numnet import data, specs
 from numnet.backends import BACKENDS
-from numnet.errors import NumnetError, TrainingDiverged
+from numnet.errors import NumnetError, exit_status
 from numnet.files import write_json
 from numnet.machine import describe_device
 
@@ -151,12 +151,8 @@ def main(argv: list[str] | None = None) -> int:
             train_one(model, name, settings_for(name, args), mnist, out, verbose=not args.quiet)
         print(f"\ndone in {time.perf_counter() - total:.1f} s; models in {out}")
         return 0
-    except TrainingDiverged as error:
-        print(f"error: training diverged: {error}", file=sys.stderr)
-        return 1
     except NumnetError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+        return exit_status(error)
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 from types import ModuleType
+from typing import Any
 
 import numpy as np
 
@@ -44,9 +45,13 @@ class TensorFlowBackend:
         return build(spec, seed=seed, dtype=dtype, strategy=strategy)
 
 
-BACKENDS = {
-    "numpy": KernelBackend("numnet.backends.numpy_kernels", "numpy"),
-    "numba": KernelBackend("numnet.backends.numba_kernels", "numba"),
+# Every kernel module implements numnet.backends.interface.Kernels and is tested by one line here.
+KERNEL_MODULES = {
+    "numpy": ("numnet.backends.numpy_kernels", "numpy"),
+    "numba": ("numnet.backends.numba_kernels", "numba"),
+}
+BACKENDS: dict[str, Any] = {
+    **{name: KernelBackend(module, requirement) for name, (module, requirement) in KERNEL_MODULES.items()},
     "tensorflow": TensorFlowBackend(),
 }
 

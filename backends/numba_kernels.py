@@ -50,10 +50,21 @@ def keep_freed_memory_for_reuse() -> bool:
 MEMORY_REUSE = keep_freed_memory_for_reuse()
 
 # Small or rarely-called pieces gain nothing from compilation: share the reference versions.
-softmax = numpy_kernels.softmax
-softmax_backward = numpy_kernels.softmax_backward
-softmax_cross_entropy = numpy_kernels.softmax_cross_entropy
-same_padding = numpy_kernels.same_padding
+from numnet.backends.numpy_kernels import (  # noqa: E402, F401  (part of this module's interface)
+    asarray,
+    count_correct,
+    inverse_std,
+    moving_average,
+    one_hot,
+    ones,
+    same_padding,
+    sgd_update,
+    softmax,
+    softmax_backward,
+    softmax_cross_entropy,
+    to_numpy,
+    zeros,
+)
 
 PARALLEL_MIN_ELEMENTS = 1 << 15  # below this, waking the thread pool costs more than it saves
 
@@ -219,18 +230,19 @@ def conv2d_forward(x, kernel, bias, padding):
     return y.reshape(x.shape[0], ho, wo, cout), cols
 
 
-def conv2d_backward(x, kernel, dy, padding, cols, need_dx=True):
+def conv2d_backward(x, kernel, dy, padding, cache, need_dx=True):
+    """cache: the im2col matrix from the forward pass, or None after the direct single-channel path."""
     kh, kw, cin, cout = kernel.shape
     n, h, w, _ = x.shape
     top, left, ho, wo = _geometry(x.shape, kernel.shape, padding)
     dy2 = dy.reshape(-1, cout)
-    if cols is None:  # the direct single-channel path
+    if cache is None:  # the direct single-channel path
         xp = np.ascontiguousarray(numpy_kernels.pad_input(x, kh, kw, padding))
         grads = _conv_single_channel_grads(xp, np.ascontiguousarray(dy), kh, kw, _chunks(n))
         dkernel = grads[:-1].reshape(kernel.shape).astype(dy.dtype)
         dbias = grads[-1].astype(dy.dtype)
     else:
-        dkernel = (cols.T @ dy2).reshape(kernel.shape)
+        dkernel = (cache.T @ dy2).reshape(kernel.shape)
         dbias = _column_sums(dy2, _chunks(dy2.shape[0])).astype(dy.dtype)
     if not need_dx:
         return None, dkernel, dbias
@@ -240,28 +252,6 @@ def conv2d_backward(x, kernel, dy, padding, cols, need_dx=True):
 
 
 # -- pooling ----------------------------------------------------------------------------------------
-@jit
-def _maxpool_forward(x):
-    n, h, w, c = x.shape
-    ho, wo = h // 2, w // 2
-    y = np.empty((n, ho, wo, c), dtype=x.dtype)
-    argmax = np.empty((n, ho, wo, c), dtype=np.uint8)
-    for b in prange(n):
-        for oy in range(ho):
-            for ox in range(wo):
-                for ch in range(c):
-                    best = x[b, 2 * oy, 2 * ox, ch]
-                    at = 0
-                    for k in range(1, 4):  # row-major order inside the window; ties keep the first
-                        v = x[b, 2 * oy + k // 2, 2 * ox + k % 2, ch]
-                        if v > best:
-                            best = v
-                            at = k
-                    y[b, oy, ox, ch] = best
-                    argmax[b, oy, ox, ch] = at
-    return y, argmax
-
-
 @jit
 def _maxpool_backward(dy, argmax, h, w):
     n, ho, wo, c = dy.shape
@@ -276,7 +266,8 @@ def _maxpool_backward(dy, argmax, h, w):
 
 
 def maxpool2d_forward(x):
-    return _maxpool_forward(x)
+    c = x.shape[-1]
+    return _scale_maxpool(x, np.ones(c, x.dtype), np.zeros(c, x.dtype), False)
 
 
 def maxpool2d_backward(dy, argmax, x_shape):
@@ -369,7 +360,8 @@ BLOCKED = 4  # argmax value for a window whose maximum ReLU blocked: no gradient
 
 
 @jit
-def _scale_relu_maxpool(x, scale, shift):
+def _scale_maxpool(x, scale, shift, relu):
+    """maxpool(x * scale + shift), then ReLU if asked: a window whose maximum ReLU stops is BLOCKED."""
     n, h, w, c = x.shape
     ho, wo = h // 2, w // 2
     y = np.empty((n, ho, wo, c), dtype=x.dtype)
@@ -380,17 +372,17 @@ def _scale_relu_maxpool(x, scale, shift):
                 for ch in range(c):
                     best = x[b, 2 * oy, 2 * ox, ch] * scale[ch] + shift[ch]
                     at = 0
-                    for k in range(1, 4):  # ties keep the first, as TensorFlow's max pool does
+                    for k in range(1, 4):  # row-major in the window; ties keep the first, as in TensorFlow
                         v = x[b, 2 * oy + k // 2, 2 * ox + k % 2, ch] * scale[ch] + shift[ch]
                         if v > best:
                             best = v
                             at = k
-                    if best > 0:
-                        y[b, oy, ox, ch] = best
-                        argmax[b, oy, ox, ch] = at
-                    else:
+                    if relu and not best > 0:
                         y[b, oy, ox, ch] = 0
                         argmax[b, oy, ox, ch] = BLOCKED
+                    else:
+                        y[b, oy, ox, ch] = best
+                        argmax[b, oy, ox, ch] = at
     return y, argmax
 
 
@@ -439,7 +431,7 @@ def _pooled_batchnorm_dx(x, dy, argmax, mean, a, bb, kk):
 
 def scale_relu_maxpool(x, scale, shift):
     """maxpool(relu(x * scale + shift)) and each window's winner (BLOCKED if ReLU stopped it)."""
-    return _scale_relu_maxpool(x, scale.astype(x.dtype), shift.astype(x.dtype))
+    return _scale_maxpool(x, scale.astype(x.dtype), shift.astype(x.dtype), True)
 
 
 def scale_relu_maxpool_backward(x, dy, argmax, gamma, mean, inv_std, batch_statistics):

@@ -54,13 +54,14 @@ def conv2d_forward(x: np.ndarray, kernel: np.ndarray, bias: np.ndarray, padding:
 
 
 def conv2d_backward(
-    x: np.ndarray, kernel: np.ndarray, dy: np.ndarray, padding: str, cols: np.ndarray, need_dx: bool = True
+    x: np.ndarray, kernel: np.ndarray, dy: np.ndarray, padding: str, cache: np.ndarray, need_dx: bool = True
 ) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
-    """need_dx=False skips the input gradient (the first layer has no use for it)."""
+    """cache: the im2col matrix the forward pass returned; need_dx=False skips the input gradient
+    (the first layer has no use for it)."""
     kh, kw, cin, cout = kernel.shape
     n, ho, wo, _ = dy.shape
     dy2 = dy.reshape(-1, cout)
-    dkernel = (cols.T @ dy2).reshape(kernel.shape)
+    dkernel = (cache.T @ dy2).reshape(kernel.shape)
     dbias = dy2.sum(axis=0, dtype=np.float64).astype(dy.dtype)
     if not need_dx:
         return None, dkernel, dbias
@@ -206,3 +207,43 @@ def dropout_forward(x: np.ndarray, keep: np.ndarray, rate: float) -> np.ndarray:
 
 def dropout_backward(dy: np.ndarray, keep: np.ndarray, rate: float) -> np.ndarray:
     return dy * keep * np.asarray(1.0 / (1.0 - rate), dtype=dy.dtype)
+
+
+def sgd_update(param: np.ndarray, grad: np.ndarray, learning_rate: float) -> None:
+    param -= np.asarray(learning_rate, param.dtype) * grad
+
+
+# -- arrays: creation, transfer and small reductions ----------------------------------------------
+def asarray(x, dtype) -> np.ndarray:
+    return np.ascontiguousarray(x, dtype=dtype)
+
+
+def to_numpy(x) -> np.ndarray:
+    return np.asarray(x)
+
+
+def zeros(shape: tuple, dtype) -> np.ndarray:
+    return np.zeros(shape, dtype)
+
+
+def ones(shape: tuple, dtype) -> np.ndarray:
+    return np.ones(shape, dtype)
+
+
+def one_hot(labels: np.ndarray, classes: int, dtype) -> np.ndarray:
+    targets = np.zeros((labels.shape[0], classes), dtype)
+    targets[np.arange(labels.shape[0]), labels] = 1
+    return targets
+
+
+def count_correct(scores: np.ndarray, labels: np.ndarray) -> int:
+    return int((scores.argmax(axis=1) == labels).sum())
+
+
+def inverse_std(variance: np.ndarray, epsilon: float, dtype) -> np.ndarray:
+    return (1.0 / np.sqrt(variance.astype(np.float64) + epsilon)).astype(dtype)
+
+
+def moving_average(moving: np.ndarray, value: np.ndarray, momentum: float) -> None:
+    moving *= momentum
+    moving += value * moving.dtype.type(1 - momentum)

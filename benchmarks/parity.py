@@ -48,7 +48,7 @@ def main() -> None:
     from common import RESULTS, save
 
     import numnet
-    from numnet.backends.tensorflow_backend import keras_model
+    from numnet.keras_bridge import keras_model
 
     spec = numnet.specs.resolve(args.model)
     (x_train, y_train), (x_test, y_test) = numnet.data.load_mnist()
@@ -82,13 +82,11 @@ def main() -> None:
     finally:
         keras.config.set_floatx("float32")
         keras.config.set_dtype_policy("float32")
-    logits = model64._logits(xb, training=True)
-    _, dlogits = model64.kernels.softmax_cross_entropy(logits, model64._targets(yb))
-    model64._backward(dlogits)
+    _, gradients = model64.loss_and_gradients(xb, yb)
     names = [f"{n}.{p}" for n, layer in zip(model64.layer_names, model64.layers) for p in layer.params]
     lines += ["", "## gradients of one batch of 128, float64 (dropout off)", "",
               "| parameter | max relative difference |", "|---|---:|"]  # fmt: skip
-    for name, ours, their in zip(names, model64._gradients(), keras_grads):
+    for name, ours, their in zip(names, gradients, keras_grads):
         lines.append(f"| {name} | {np.abs(ours - their).max() / max(np.abs(their).max(), 1e-300):.2e} |")
 
     histories = {}

@@ -20,6 +20,7 @@ import numnet
 from numnet.errors import NumnetError
 from numnet.gui.model_files import add_model_options, chosen_models
 from numnet.gui.protocol import ProtocolSession
+from numnet.io import numnet_home
 from numnet.preprocess import canvas_to_mnist
 
 CANVAS = 280
@@ -176,7 +177,7 @@ class DrawingApp:
         if not self.session.done:
             return self.ask()
         stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-        folder = numnet.data.numnet_home() / "protocol" / f"{self.model_name.get()}-{stamp}"
+        folder = numnet_home() / "protocol" / f"{self.model_name.get()}-{stamp}"
         self.saved = self.session.save(folder, self.model_name.get())
         self.prompt.set(f"Done. {self.session.summary()}. Saved in {folder}")
         self.answer.set("Protocol complete")

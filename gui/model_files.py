@@ -6,8 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
-import numnet
 from numnet.backends import BACKENDS
+from numnet.io import models_dir
 
 MODEL_SUFFIXES = (".npz", ".keras", ".h5")
 
@@ -16,7 +16,7 @@ def find_models(paths: list[Path] | None) -> dict[str, Path]:
     """The models named on the command line, or those the training CLI saved, by name."""
     if paths:
         return {path.stem: path for path in paths}
-    folder = numnet.data.numnet_home() / "models"
+    folder = models_dir()
     found = sorted(p for p in folder.glob("*") if p.suffix in MODEL_SUFFIXES and ".checkpoint" not in p.name)
     return {path.stem: path for path in found}
 
@@ -28,7 +28,7 @@ def models_problem(models: dict[str, Path]) -> str | None:
         return f"no model file at {', '.join(missing)}"
     if not models:
         return (
-            f"no trained models in {numnet.data.numnet_home() / 'models'}; train them first with\n"
+            f"no trained models in {models_dir()}; train them first with\n"
             "  python -m numnet.train --backend numba\nor pass --model PATH"
         )
     return None

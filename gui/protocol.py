@@ -9,7 +9,7 @@ import datetime
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from numnet.files import atomic_write, write_json
+from numnet.io import atomic_write, write_json
 
 LAB_DIGITS = (1, 3, 5, 7, 2)
 LAB_ROUNDS = 4

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
-from numnet import data, specs
+from numnet import callbacks, data, specs
 from numnet.errors import NumnetError
 
-__all__ = ["build", "load", "specs", "data", "NumnetError"]
+__all__ = ["build", "load", "specs", "data", "callbacks", "NumnetError"]
 __version__ = "0.1.0"
 
 
@@ -32,6 +32,6 @@ def build(spec: specs.Spec, backend: str = "numpy", seed: int = 0, dtype=np.floa
 
 def load(path: str | Path, backend: str | None = None):
     """Loads a model file saved by `Model.save` (backend defaults to the one it was saved from)."""
-    from numnet.files import load_model
+    from numnet.loading import load_model
 
     return load_model(path, backend=backend)

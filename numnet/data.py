@@ -9,7 +9,6 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
-import os
 import pickletools
 import subprocess
 import sys
@@ -23,7 +22,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from numnet.errors import DatasetError
-from numnet.files import atomic_write
+from numnet.io import atomic_write, numnet_home
 
 Arrays = dict[str, np.ndarray]
 
@@ -44,10 +43,6 @@ ARRAY_SHAPES = {
     "x_test": (10000, 28, 28),
     "y_test": (10000,),
 }
-
-
-def numnet_home() -> Path:
-    return Path(os.environ.get("NUMNET_HOME", Path.home() / ".cache" / "numnet"))
 
 
 def cache_path() -> Path:

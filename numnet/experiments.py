@@ -12,7 +12,6 @@ an interrupted run continues from the checkpoint written after every epoch.
 from __future__ import annotations
 
 import argparse
-import datetime
 import itertools
 import json
 import sys
@@ -21,15 +20,13 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from tqdm import tqdm
 
-import numnet
-from numnet import data, specs
+from numnet import data, runs, specs
 from numnet.backends import BACKENDS
 from numnet.errors import NumnetError, exit_status
-from numnet.files import atomic_write, read_header, write_json
-from numnet.machine import describe_device
+from numnet.files import read_header
+from numnet.io import write_json
 
 # The lab's Table 1 (CNN) and Table 2 (MLP).
 GRIDS: dict[str, dict[str, Any]] = {
@@ -42,8 +39,7 @@ GRIDS: dict[str, dict[str, Any]] = {
     },
 }
 RUN_DEFAULTS: dict[str, Any] = {"batch_size": 100, "validation_split": 0.0, "seed": 0}
-RUN_KEYS = {"model", "epochs", "batch_size", "validation_split", "seed", "train_samples", "test_samples"}
-RECORD = "run.json"
+RUN_KEYS = {"model", *runs.SETTINGS}
 
 
 class GridError(NumnetError):
@@ -73,7 +69,7 @@ def _check_run(settings: dict[str, Any]) -> dict[str, Any]:
         raise GridError(f"unknown grid setting(s) {sorted(unknown)}; known: {sorted(RUN_KEYS)}")
     if "model" not in settings or "epochs" not in settings:
         raise GridError("a grid needs at least 'model' and 'epochs'")
-    for key in ("epochs", "batch_size", "seed", "train_samples", "test_samples"):
+    for key in ("epochs", "batch_size", "seed", "train_samples", "test_samples", "early_stopping"):
         value = settings.get(key)
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
             raise GridError(f"grid setting {key!r} must be a non-negative integer, got {value!r}")
@@ -95,12 +91,12 @@ def expand_grid(grid: dict[str, Any], scale: float = 1.0) -> list[dict[str, Any]
     choices = [value if isinstance(value, list) else [value] for value in grid.values()]
     if any(len(c) == 0 for c in choices):
         raise GridError("a grid setting has an empty list of values")
-    runs = []
+    grid_runs = []
     for combination in itertools.product(*choices):
         settings = _check_run({**RUN_DEFAULTS, **dict(zip(keys, combination))})
         settings["epochs"] = max(1, round(settings["epochs"] * scale))
-        runs.append(settings)
-    return runs
+        grid_runs.append(settings)
+    return grid_runs
 
 
 def run_name(settings: dict[str, Any]) -> str:
@@ -109,79 +105,27 @@ def run_name(settings: dict[str, Any]) -> str:
     name += f"-s{settings['seed']}"
     if settings.get("train_samples"):
         name += f"-n{settings['train_samples']}"
+    if settings.get("early_stopping") is not None:
+        name += f"-p{settings['early_stopping']}"
     return name
-
-
-def confusion_matrix(labels: np.ndarray, predicted: np.ndarray) -> np.ndarray:
-    """Rows are the true digits, columns the predicted ones."""
-    matrix = np.zeros((10, 10), dtype=np.int64)
-    np.add.at(matrix, (labels, predicted), 1)
-    return matrix
-
-
-def read_record(run_dir: Path) -> dict[str, Any]:
-    """A finished run's record; GridError names the file when it is missing or damaged."""
-    path = run_dir / RECORD
-    try:
-        record = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise GridError(f"'{path}' is missing: the run did not finish; run the grid again to complete it") from None
-    except (OSError, UnicodeDecodeError, ValueError) as error:
-        raise GridError(f"'{path}' is corrupt ({error}); delete the folder and run the grid again") from None
-    required = {"name", "settings", "backend", "history", "test_accuracy", "per_digit_accuracy", "confusion"}
-    if not isinstance(record, dict) or not required <= set(record):
-        missing = sorted(required - set(record)) if isinstance(record, dict) else sorted(required)
-        raise GridError(f"'{path}' lacks {missing}; delete the folder and run the grid again")
-    return record
-
-
-def read_probabilities(run_dir: Path, n_test: int) -> np.ndarray:
-    path = run_dir / "test_probabilities.npy"
-    try:
-        probabilities = np.load(path, allow_pickle=False)
-    except FileNotFoundError:
-        raise GridError(f"'{path}' is missing; delete the run folder and run the grid again") from None
-    except (OSError, ValueError) as error:
-        raise GridError(f"'{path}' is corrupt ({error}); delete the run folder and run the grid again") from None
-    if probabilities.shape != (n_test, 10):
-        raise GridError(f"'{path}' holds shape {probabilities.shape}; expected ({n_test}, 10)")
-    return probabilities
-
-
-def _subset(mnist, settings: dict[str, Any]):
-    (x_train, y_train), (x_test, y_test) = mnist
-    n_train, n_test = settings.get("train_samples"), settings.get("test_samples")
-    return (x_train[:n_train], y_train[:n_train]), (x_test[:n_test], y_test[:n_test])
-
-
-def _build(settings: dict[str, Any], backend: str):
-    spec = specs.resolve(settings["model"])
-    return numnet.build(spec, backend=backend, seed=settings["seed"])
-
-
-def _past_history(progress_file: Path, epochs_done: int) -> dict[str, list[float]]:
-    """The history of the epochs before an interruption; empty (with a warning) if it was lost."""
-    try:
-        history = json.loads(progress_file.read_text())["history"]
-        return {str(key): list(values)[:epochs_done] for key, values in history.items()}
-    except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
-        print(f"warning: '{progress_file}' is unreadable ({error}); the first {epochs_done} epoch(s) of this run "
-              "will be missing from its history", file=sys.stderr)  # fmt: skip
-        return {}
 
 
 class GridProgress:
     """One progress line for the whole grid, counted in epochs."""
 
-    def __init__(self, runs: list[dict[str, Any]], already: list[int], enabled: bool) -> None:
+    def __init__(self, grid_runs: list[dict[str, Any]], already: list[int], enabled: bool) -> None:
         self.bar = tqdm(
-            total=sum(r["epochs"] for r in runs), initial=sum(already), desc="grid", unit="epoch",
+            total=sum(r["epochs"] for r in grid_runs), initial=sum(already), desc="grid", unit="epoch",
             disable=not enabled, dynamic_ncols=True,
         )  # fmt: skip
 
     def epoch(self, name: str, index: int, count: int, history: dict[str, list[float]]) -> None:
         self.bar.update(1)
         self.bar.set_postfix_str(f"run {index}/{count} {name} loss {history['loss'][-1]:.4f}")
+
+    def skip(self, epochs: int) -> None:
+        """Epochs a run will not train (it stopped early)."""
+        self.bar.update(epochs)
 
     def close(self) -> None:
         self.bar.close()
@@ -192,76 +136,34 @@ def run_one(
 ) -> dict[str, Any]:
     """Trains one run (from its checkpoint when there is one) and writes its record."""
     name = run_name(settings)
-    checkpoint, progress_file = run_dir / "checkpoint.npz", run_dir / "progress.json"
-    (x_train, y_train), (x_test, y_test) = _subset(mnist, settings)
-    x_train, x_test = data.to_model_input(x_train), data.to_model_input(x_test)
-    past: dict[str, list[float]] = {}
-    if checkpoint.exists():
+    files = runs.RunFiles.folder(run_dir)
+    fresh = runs.new_run(name, settings["model"], settings, backend)
+    run = fresh
+    if files.checkpoint.exists():
         try:
-            model = numnet.load(checkpoint, backend=backend)
+            run = runs.resume_run(files.checkpoint, backend, fallback=fresh)
         except NumnetError as error:
-            raise GridError(f"{error}; delete '{checkpoint}' to start run {name} over") from None
-        past = _past_history(progress_file, model.epochs_done)
-    else:
-        model = _build(settings, backend)
+            raise GridError(f"{error}; delete '{files.checkpoint}' to start run {name} over") from None
 
-    def save_checkpoint(model, history):
-        model.save(checkpoint)
-        merged = {key: past.get(key, []) + values for key, values in history.items()}
-        write_json(progress_file, {"history": merged})
-        progress.epoch(name, index, count, history)
+    def epoch_done(run: runs.Run) -> None:
+        progress.epoch(name, index, count, run.model.history)
 
-    history = model.fit(
-        x_train, y_train,
-        epochs=settings["epochs"] - model.epochs_done,
-        batch_size=settings["batch_size"], validation_split=settings["validation_split"],
-        verbose=0, on_epoch_end=save_checkpoint,
-    )  # fmt: skip
-    history = {key: past.get(key, []) + values for key, values in history.items()}
-    start = time.perf_counter()
-    probabilities = model.predict(x_test).astype(np.float32)
-    test_seconds = time.perf_counter() - start
-    predicted = probabilities.argmax(axis=1)
-    matrix = confusion_matrix(y_test, predicted)
-    per_digit = {str(d): float(matrix[d, d] / max(matrix[d].sum(), 1)) for d in range(10)}
-    model.save(run_dir / "model.npz")
-    with atomic_write(run_dir / "test_probabilities.npy") as f:
-        np.save(f, probabilities, allow_pickle=False)
-    record = {
-        "name": name,
-        "settings": settings,
-        "spec": model.spec,
-        "params": model.count_params(),
-        "backend": backend,
-        "device": describe_device(model),
-        "train_seconds": float(sum(history["seconds"])),
-        "test_seconds": test_seconds,
-        "history": history,
-        "test_samples": int(len(y_test)),
-        "test_accuracy": float((predicted == y_test).mean()),
-        "per_digit_accuracy": per_digit,
-        "confusion": matrix.tolist(),
-        "model_file": "model.npz",
-        "finished": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "numnet_version": numnet.__version__,
-    }
-    write_json(run_dir / RECORD, record)
-    checkpoint.unlink(missing_ok=True)
-    progress_file.unlink(missing_ok=True)
+    record = runs.train(run, files, mnist, verbose=False, on_epoch=epoch_done)
+    progress.skip(settings["epochs"] - len(record["history"]["loss"]))
     return record
 
 
 def run_grid(
-    runs: list[dict[str, Any]], backend: str, out: Path, verbose: bool = True, mnist=None
+    grid_runs: list[dict[str, Any]], backend: str, out: Path, verbose: bool = True, mnist=None
 ) -> list[dict[str, Any]]:
     """Runs every settings dict not already finished under `out`; returns all records in grid order."""
     out.mkdir(parents=True, exist_ok=True)
-    names = [run_name(settings) for settings in runs]
+    names = [run_name(settings) for settings in grid_runs]
     if len(set(names)) != len(names):
         raise GridError("the grid repeats a run; every combination of settings must be distinct")
-    finished = {name for name in names if (out / name / RECORD).exists()}
+    finished = {name for name in names if runs.RunFiles.folder(out / name).record.exists()}
     already = []
-    for name, settings in zip(names, runs):
+    for name, settings in zip(names, grid_runs):
         if name in finished:
             already.append(settings["epochs"])
         elif (out / name / "checkpoint.npz").exists():
@@ -269,16 +171,16 @@ def run_grid(
                 already.append(read_header(out / name / "checkpoint.npz").get("epochs_done", 0))
             except NumnetError:
                 pass  # run_one says what is wrong with it when it gets there
-    write_json(out / "grid.json", {"backend": backend, "runs": runs})
+    write_json(out / "grid.json", {"backend": backend, "runs": grid_runs})
     mnist = mnist if mnist is not None else data.load_mnist()
-    progress = GridProgress(runs, already, enabled=verbose)
+    progress = GridProgress(grid_runs, already, enabled=verbose)
     records = []
     try:
-        for index, (name, settings) in enumerate(zip(names, runs), start=1):
+        for index, (name, settings) in enumerate(zip(names, grid_runs), start=1):
             if name in finished:
-                records.append(read_record(out / name))
+                records.append(runs.read_record(runs.RunFiles.folder(out / name).record))
                 continue
-            records.append(run_one(settings, backend, out / name, mnist, progress, index, len(runs)))
+            records.append(run_one(settings, backend, out / name, mnist, progress, index, len(grid_runs)))
             if verbose:
                 tqdm.write(f"{name}: test accuracy {records[-1]['test_accuracy']:.2%} "
                            f"in {records[-1]['train_seconds']:.0f} s")  # fmt: skip
@@ -293,6 +195,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--backend", choices=sorted(BACKENDS), default="numba")
     parser.add_argument("--scale", type=float, default=1.0, help="multiplies every run's epochs (quick runs)")
     parser.add_argument("--out", type=Path, help="default: runs/<grid name>")
+    parser.add_argument("--early-stopping", type=int, metavar="PATIENCE",
+                        help="every run stops when its validation loss (or loss) has not improved for PATIENCE "
+                        "epochs, keeping the best weights (a grid's own early_stopping wins)")  # fmt: skip
     parser.add_argument("--quiet", action="store_true", help="no progress line")
     return parser.parse_args(argv)
 
@@ -301,12 +206,16 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     out = args.out or Path("runs") / Path(args.grid).stem
     try:
-        runs = expand_grid(read_grid(args.grid), args.scale)
-        for settings in runs:
+        grid = read_grid(args.grid)
+        if args.early_stopping is not None:
+            grid = {"early_stopping": args.early_stopping, **grid}
+        grid_runs = expand_grid(grid, args.scale)
+        for settings in grid_runs:
             specs.resolve(settings["model"])
-        print(f"{len(runs)} run(s), {sum(r['epochs'] for r in runs)} epochs on {args.backend}; results in {out}")
+        epochs = sum(settings["epochs"] for settings in grid_runs)
+        print(f"{len(grid_runs)} run(s), {epochs} epochs on {args.backend}; results in {out}")
         start = time.perf_counter()
-        records = run_grid(runs, args.backend, out, verbose=not args.quiet)
+        records = run_grid(grid_runs, args.backend, out, verbose=not args.quiet)
     except KeyboardInterrupt:
         print("\ninterrupted; run the same command again to continue from the last finished epoch", file=sys.stderr)
         return 130

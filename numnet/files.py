@@ -1,17 +1,16 @@
 """Model files: one zip of .npy arrays plus a JSON header; written atomically, read without pickle.
 
-Layout (an ordinary `.npz`): `header.json` (format, spec, backend, epochs done, array manifest),
-`weights/NNN.npy` in Keras order, `optimizer/NNN.npy`. Every array's shape and dtype are checked
-against the spec *before* it is read, so a hostile file cannot make numnet allocate or execute
-anything it did not expect.
+Layout (an ordinary `.npz`): `header.json` (format, spec, backend, epochs done, array manifest,
+and for a run's checkpoint the run's settings and history), `weights/NNN.npy` in Keras order,
+`optimizer/NNN.npy`. Readers return data and never build: `numnet.load` reads the header, builds
+the spec, then asks `read_arrays` for arrays of exactly the shapes it needs, and each array's
+shape and dtype are checked *before* it is read, so a hostile file cannot make numnet allocate or
+execute anything it did not expect.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from numnet.errors import ModelFileError, NumnetError
+from numnet.io import atomic_write
 
 FORMAT = "numnet-model"
 VERSION = 1
@@ -26,62 +26,32 @@ MAX_HEADER_BYTES = 1 << 20
 ALLOWED_DTYPES = {np.dtype("float32"), np.dtype("float64"), np.dtype("int64")}
 
 
-def _umask() -> int:
-    umask = os.umask(0o022)
-    os.umask(umask)
-    return umask
-
-
-# Read once at import: os.umask can only be read by setting it, which is not thread-safe.
-NEW_FILE_MODE = 0o666 & ~_umask()
-
-
-@contextlib.contextmanager
-def atomic_write(path: str | Path, mode: str = "wb"):
-    """Yields a temp file beside `path`; it replaces `path` only once fully written and synced."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.chmod(tmp, NEW_FILE_MODE)  # mkstemp makes 0600; a saved file should read like any other
-        with os.fdopen(fd, mode) as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
-
-def write_json(path: str | Path, data: Any) -> None:
-    with atomic_write(path, "w") as f:
-        json.dump(data, f, indent=2)
-
-
 def _write_array(archive: zipfile.ZipFile, name: str, array: np.ndarray) -> None:
     with archive.open(name, "w", force_zip64=True) as member:
         np.lib.format.write_array(member, np.asarray(array, order="C"), allow_pickle=False)
 
 
-def save_model(model, path: str | Path) -> None:
-    """numnet's own format, or a Keras file when the name ends in .keras or .h5."""
-    from numnet.keras_files import is_keras_file, save_keras_file
-
-    if is_keras_file(path):
-        return save_keras_file(model, path)
-    weights = model.get_weights()
-    optimizer_state = model.optimizer.get_state()
+def write_model(
+    path: str | Path,
+    spec: dict[str, Any],
+    backend: str,
+    epochs_done: int,
+    weights: list[np.ndarray],
+    optimizer_state: list[np.ndarray],
+    run: dict[str, Any] | None = None,
+) -> None:
+    """Writes numnet's format atomically; `run` (settings and history of a run) goes into the header."""
     header = {
         "format": FORMAT,
         "version": VERSION,
-        "spec": model.spec,
-        "backend": model.backend,
-        "epochs_done": model.epochs_done,
+        "spec": spec,
+        "backend": backend,
+        "epochs_done": epochs_done,
         "weights": [{"shape": list(w.shape), "dtype": str(w.dtype)} for w in weights],
         "optimizer": [{"shape": list(s.shape), "dtype": str(s.dtype)} for s in optimizer_state],
     }
+    if run is not None:
+        header["run"] = run
     with atomic_write(path) as f, zipfile.ZipFile(f, "w", zipfile.ZIP_STORED) as archive:
         archive.writestr("header.json", json.dumps(header))
         for i, w in enumerate(weights):
@@ -158,33 +128,23 @@ def _header(archive: zipfile.ZipFile, path: Path) -> dict[str, Any]:
     return header
 
 
-def load_model(path: str | Path, backend: str | None = None):
-    """Builds the saved spec on `backend` (default: the one it was saved from) and loads its state."""
-    from numnet import build
-    from numnet.keras_files import is_keras_file, load_keras_file
-
-    if is_keras_file(path):
-        return load_keras_file(path, backend=backend or "numpy")
+def read_arrays(
+    path: str | Path, weight_shapes: list[tuple], optimizer_shapes: list[tuple]
+) -> tuple[list[np.ndarray], list[np.ndarray] | None]:
+    """The weights and optimizer state, each array checked against the shape its spec needs before
+    it is read; the optimizer state is None when the file holds none for this optimizer."""
     path = Path(path)
     with _open_archive(path) as archive:
         header = _header(archive, path)
-        try:
-            model = build(header["spec"], backend=backend or header.get("backend", "numpy"))
-        except NumnetError as error:
-            raise ModelFileError(f"model file '{path}' holds an invalid spec: {error}") from None
-        expected = [w.shape for w in model.get_weights()]
-        if len(header.get("weights", [])) != len(expected):
+        if len(header.get("weights", [])) != len(weight_shapes):
             raise ModelFileError(
                 f"model file '{path}' has {len(header.get('weights', []))} weight arrays; "
-                f"its spec needs {len(expected)}"
+                f"its spec needs {len(weight_shapes)}"
             )
-        weights = [_read_array(archive, f"weights/{i:03d}.npy", shape, path) for i, shape in enumerate(expected)]
-        model.set_weights(weights)
-        optimizer_shapes = [s.shape for s in model.optimizer.get_state()]
+        weights = [_read_array(archive, f"weights/{i:03d}.npy", shape, path) for i, shape in enumerate(weight_shapes)]
+        state = None
         if len(header.get("optimizer", [])) == len(optimizer_shapes):
             state = [
                 _read_array(archive, f"optimizer/{i:03d}.npy", shape, path) for i, shape in enumerate(optimizer_shapes)
             ]
-            model.optimizer.set_state(state)
-        model.epochs_done = int(header.get("epochs_done", 0))
-    return model
+    return weights, state

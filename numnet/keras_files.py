@@ -1,18 +1,16 @@
 """Keras model files in and out: `.keras` (Keras 3) and legacy `.h5`, read without TensorFlow.
 
 Reading needs only JSON and h5py: the architecture comes from the file's config (nested
-Sequential blocks are flattened), the weights from its HDF5 datasets in Keras order, and a layer
-or option numnet does not have is refused by name. Writing goes through Keras itself (the
-tensorflow backend), so whatever `keras.models.load_model` expects is what it gets.
+Sequential blocks are flattened) through each numnet layer's `from_keras`, the weights from its
+HDF5 datasets in Keras order, and a layer or option numnet does not have is refused by name.
+Readers return data (spec, weights); `numnet.load` builds. Writing goes through Keras itself, so
+whatever `keras.models.load_model` expects is what it gets.
 """
 
 from __future__ import annotations
 
-import contextlib
 import io
 import json
-import os
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -21,19 +19,14 @@ import numpy as np
 
 from numnet import specs
 from numnet.errors import ModelFileError, NumnetError
+from numnet.io import atomic_path
+from numnet.layers import KERAS_CLASSES, KerasMismatch, snake_case
 
 KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
-SUPPORTED_ACTIVATIONS = ("relu", "softmax", "linear")
 
 
 def is_keras_file(path: str | Path) -> bool:
     return Path(path).suffix.lower() in KERAS_SUFFIXES
-
-
-def _snake_case(name: str) -> str:
-    from numnet.model import snake_case
-
-    return snake_case(name)
 
 
 class _Reader:
@@ -45,61 +38,18 @@ class _Reader:
     def fail(self, message: str) -> ModelFileError:
         return ModelFileError(f"Keras file '{self.path}': {message}")
 
-    def activation(self, where: str, name: Any) -> str | None:
-        if isinstance(name, dict):  # serialized activation object
-            name = name.get("config", {}).get("name") or name.get("class_name")
-        if name in (None, "linear"):
-            return None
-        if name not in SUPPORTED_ACTIVATIONS:
-            raise self.fail(f"layer '{where}' uses activation {name!r}, which numnet does not have")
-        return name
-
-    def require(self, where: str, condition: bool, what: str) -> None:
-        if not condition:
-            raise self.fail(f"layer '{where}' uses {what}, which numnet does not support")
-
-    def layer(self, entry: dict) -> dict | None:
-        """numnet config for one Keras layer entry (None for an InputLayer)."""
+    def layer(self, entry: dict) -> dict:
+        """numnet config for one Keras layer entry, through the numnet layer's own mapping."""
         kind, config = entry.get("class_name"), entry.get("config", {})
         name = config.get("name", kind)
-        if kind == "InputLayer":
-            return None
-        if kind == "Dense":
-            self.require(name, config.get("use_bias", True), "use_bias=False")
-            return {"type": "Dense", "units": int(config["units"]),
-                    "activation": self.activation(name, config.get("activation"))}  # fmt: skip
-        if kind == "Conv2D":
-            kernel = list(config.get("kernel_size", [3, 3]))
-            self.require(name, len(set(kernel)) == 1, f"a non-square kernel {kernel}")
-            self.require(name, list(config.get("strides", [1, 1])) == [1, 1], "strides other than 1")
-            self.require(name, list(config.get("dilation_rate", [1, 1])) == [1, 1], "dilation")
-            self.require(name, config.get("groups", 1) == 1, "grouped convolution")
-            self.require(name, config.get("use_bias", True), "use_bias=False")
-            self.require(name, config.get("data_format", "channels_last") in (None, "channels_last"), "channels_first")
-            return {"type": "Conv2D", "filters": int(config["filters"]), "kernel_size": int(kernel[0]),
-                    "padding": config.get("padding", "valid"),
-                    "activation": self.activation(name, config.get("activation"))}  # fmt: skip
-        if kind == "BatchNormalization":
-            axis = config.get("axis", -1)
-            axis = axis[0] if isinstance(axis, list) and len(axis) == 1 else axis
-            self.require(name, axis in (-1, 3, 1), f"axis {axis}")
-            self.require(name, config.get("center", True) and config.get("scale", True), "center/scale off")
-            return {"type": "BatchNormalization", "momentum": float(config.get("momentum", 0.99)),
-                    "epsilon": float(config.get("epsilon", 1e-3))}  # fmt: skip
-        if kind == "MaxPooling2D":
-            pool = config.get("pool_size", [2, 2])
-            strides = config.get("strides") or pool
-            self.require(name, list(pool) == [2, 2] and list(strides) == [2, 2], f"pool {pool} stride {strides}")
-            self.require(name, config.get("padding", "valid") == "valid", "'same' pooling")
-            return {"type": "MaxPooling2D", "pool_size": 2}
-        if kind == "Dropout":
-            return {"type": "Dropout", "rate": float(config.get("rate", 0.5))}
-        if kind == "Flatten":
-            return {"type": "Flatten"}
-        if kind == "Activation":
-            activation = self.activation(name, config.get("activation"))
-            return {"type": "Activation", "activation": activation or "linear"}
-        raise self.fail(f"layer '{name}' is a {kind}, which numnet does not have")
+        if kind not in KERAS_CLASSES:
+            raise self.fail(f"layer '{name}' is a {kind}, which numnet does not have")
+        try:
+            return KERAS_CLASSES[kind].from_keras(config)
+        except KerasMismatch as mismatch:
+            raise self.fail(f"layer '{name}' uses {mismatch}, which numnet does not support") from None
+        except (KeyError, TypeError, ValueError) as error:
+            raise self.fail(f"layer '{name}' has an unreadable config ({error})") from None
 
     def flatten(self, model_config: dict, h5_prefix: str = "layers") -> tuple[list, list, list | None]:
         """(numnet layer configs, h5 paths of each weighted layer in .keras files, input shape)."""
@@ -116,7 +66,7 @@ class _Reader:
                 input_shape = list(shape[1:])
             if kind == "InputLayer":
                 continue
-            base = _snake_case(kind)
+            base = snake_case(kind)
             n = counts.get(base, 0)
             counts[base] = n + 1
             h5_name = f"{h5_prefix}/{base if n == 0 else f'{base}_{n}'}"
@@ -126,9 +76,8 @@ class _Reader:
                 weight_paths += inner_paths
                 input_shape = input_shape or inner_shape
                 continue
-            layer = self.layer(entry)
-            layers.append(layer)
-            if layer["type"] in ("Dense", "Conv2D", "BatchNormalization"):
+            layers.append(self.layer(entry))
+            if KERAS_CLASSES[kind].weight_names:
                 weight_paths.append(h5_name)
         if input_shape is None:
             build = config.get("build_input_shape") or model_config.get("build_config", {}).get("input_shape")
@@ -223,34 +172,11 @@ def read_keras_file(path: str | Path) -> tuple[specs.Spec, list[np.ndarray]]:
         raise ModelFileError(f"Keras file '{path}' is truncated or corrupt ({error})") from None
 
 
-def load_keras_file(path: str | Path, backend: str = "numpy"):
-    from numnet import build
+def write_keras_file(spec: specs.Spec, weights: list[np.ndarray], path: str | Path) -> None:
+    """Writes a Keras file of `spec` with `weights` through Keras itself (needs TensorFlow), atomically."""
+    from numnet.keras_bridge import keras_model
 
-    spec, weights = read_keras_file(path)
-    model = build(spec, backend=backend)
-    try:
-        model.set_weights(weights)
-    except NumnetError as error:
-        raise ModelFileError(f"Keras file '{path}': its weights do not fit its architecture: {error}") from None
-    return model
-
-
-def save_keras_file(model, path: str | Path) -> None:
-    """Writes `model` as a Keras file through Keras itself (needs TensorFlow), atomically."""
-    from numnet.backends.tensorflow_backend import keras_model
-
-    path = Path(path)
-    keras = getattr(model, "keras_model", None)
-    if keras is None:
-        keras = keras_model(model.spec, seed=0)
-        keras.set_weights(model.get_weights())
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix)
-    os.close(fd)
-    try:
-        keras.save(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    model = keras_model(spec, seed=0)
+    model.set_weights(weights)
+    with atomic_path(path) as tmp:
+        model.save(tmp)

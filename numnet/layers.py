@@ -1,13 +1,15 @@
 """Layers: small classes holding parameters, with forward and backward side by side.
 
-The arithmetic lives in a backend's kernel module (`numnet.backends.numpy_kernels` or
-`numba_kernels`), so both backends share these classes and differ only in kernels.
-Parameters are kept in Keras order and layout, so `Model.get_weights()` fits a Keras model.
+The arithmetic lives in a kernel module (see `numnet.backends.interface`), so every backend shares
+these classes and differs only in kernels. Parameters are kept in Keras order and layout, so
+`Model.get_weights()` fits a Keras model. Each layer also says what it is in Keras terms
+(`keras_class`, `to_keras`, `from_keras`): the Keras backend builds from that and the Keras file
+reader reads through it, so a layer's defaults are written once, in `options`.
 """
 
 from __future__ import annotations
 
-from types import ModuleType
+import re
 from typing import Any
 
 import numpy as np
@@ -16,14 +18,58 @@ from numnet.errors import SpecError
 
 Shape = tuple[int, ...]  # per-sample shape, without the batch axis
 MAX_LAYER_PARAMS = 100_000_000  # far above any MNIST network; stops a hostile spec exhausting memory
+ACTIVATIONS = ("relu", "softmax", "linear")
+
+
+class KerasMismatch(SpecError):
+    """A Keras layer config uses something numnet's layer does not have."""
 
 
 def glorot_uniform(rng: np.random.Generator, shape: Shape, fan_in: int, fan_out: int, dtype) -> np.ndarray:
-    size = int(np.prod(shape, dtype=np.float64))
-    if size > MAX_LAYER_PARAMS:
-        raise SpecError(f"a kernel of shape {shape} has {size:,} parameters; numnet allows {MAX_LAYER_PARAMS:,}")
     limit = np.sqrt(6.0 / (fan_in + fan_out))
     return rng.uniform(-limit, limit, size=shape).astype(dtype)
+
+
+def snake_case(name: str) -> str:
+    """Keras' layer naming: MaxPooling2D -> max_pooling2d."""
+    return re.sub(r"(?<=[a-z])(?=[A-Z])", "_", name).lower()
+
+
+def keras_names(types: list[str]) -> list[str]:
+    """The names Keras gives a Sequential's layers: dense, dense_1, conv2d, ..."""
+    counts: dict[str, int] = {}
+    names = []
+    for layer_type in types:
+        base = snake_case(layer_type)
+        n = counts.get(base, 0)
+        counts[base] = n + 1
+        names.append(base if n == 0 else f"{base}_{n}")
+    return names
+
+
+def keras_activation(value: Any) -> str:
+    """A Keras activation (a name or a serialized object) as a numnet activation name."""
+    if isinstance(value, dict):
+        value = value.get("config", {}).get("name") or value.get("class_name")
+    value = "linear" if value is None else value
+    if value not in ACTIVATIONS:
+        raise KerasMismatch(f"activation {value!r}")
+    return value
+
+
+def keras_layer_activation(value: Any) -> str | None:
+    """A Dense/Conv2D activation from Keras: numnet writes no activation as None, not 'linear'."""
+    activation = keras_activation(value)
+    return None if activation == "linear" else activation
+
+
+def _require(condition: bool, what: str) -> None:
+    if not condition:
+        raise KerasMismatch(what)
+
+
+def _pair(value: Any) -> list:
+    return list(value) if isinstance(value, list | tuple) else [value, value]
 
 
 class Layer:
@@ -31,6 +77,7 @@ class Layer:
 
     type: str = ""
     options: dict[str, Any] = {}  # config keys this layer accepts, with their defaults
+    weight_names: tuple[str, ...] = ()  # parameters, then state, in Keras order
 
     def __init__(self, **config: Any) -> None:
         unknown = sorted(set(config) - set(self.options))
@@ -40,47 +87,73 @@ class Layer:
                 f"it takes {sorted(self.options) or 'no options'}"
             )
         self.config = {**self.options, **config}
-        self.params: dict[str, np.ndarray] = {}
-        self.grads: dict[str, np.ndarray] = {}
-        self.state: dict[str, np.ndarray] = {}
-        self.kernels: ModuleType | None = None
+        self.check_config()
+        self.params: dict[str, Any] = {}
+        self.grads: dict[str, Any] = {}
+        self.state: dict[str, Any] = {}
+        self.kernels: Any = None
         self.needs_input_grad = True  # the model turns this off for its first layer
 
-    def build(self, input_shape: Shape, rng: np.random.Generator, dtype, kernels: ModuleType) -> Shape:
-        """Creates the parameters for this input shape and returns the output shape."""
+    def check_config(self) -> None:
+        """Raises SpecError for option values this layer cannot run (shape-independent checks)."""
+
+    def compute_output_shape(self, input_shape: Shape) -> Shape:
+        """The output shape for this input shape; SpecError if the input does not fit."""
+        return input_shape
+
+    def weight_shapes(self, input_shape: Shape) -> dict[str, Shape]:
+        """Every weight (parameters, then state) with its shape, in Keras order, without allocating."""
+        return {}
+
+    def build(self, input_shape: Shape, rng: np.random.Generator, dtype, kernels: Any) -> Shape:
+        """Creates the weights for this input shape on `kernels` and returns the output shape."""
         self.kernels = kernels
         self.input_shape = input_shape
         self.output_shape = self.compute_output_shape(input_shape)
+        self.create_weights(input_shape, rng, dtype)
         return self.output_shape
 
-    def compute_output_shape(self, input_shape: Shape) -> Shape:
-        return input_shape
+    def create_weights(self, input_shape: Shape, rng: np.random.Generator, dtype) -> None:
+        """Fills `params` and `state`; layers without weights have nothing to do."""
 
-    def weights(self) -> list[np.ndarray]:
+    def weights(self) -> list[Any]:
         return [*self.params.values(), *self.state.values()]
 
-    def forward(self, x: np.ndarray, training: bool) -> np.ndarray:
+    def forward(self, x: Any, training: bool) -> Any:
         raise NotImplementedError
 
-    def backward(self, dy: np.ndarray) -> np.ndarray:
+    def backward(self, dy: Any) -> Any:
         raise NotImplementedError
 
     def to_config(self) -> dict[str, Any]:
         return {"type": self.type, **self.config}
 
+    # -- Keras mapping ---------------------------------------------------------------------------
+    @property
+    def keras_class(self) -> str:
+        """The Keras layer class this layer is (the same name for every numnet layer so far)."""
+        return self.type
+
+    def to_keras(self, seed: int | None = None) -> dict[str, Any]:
+        """Arguments for the Keras layer class that computes exactly what this layer computes."""
+        return {key: value for key, value in self.config.items()}
+
+    @classmethod
+    def from_keras(cls, config: dict[str, Any]) -> dict[str, Any]:
+        """numnet config from a Keras layer config; KerasMismatch names what numnet lacks."""
+        return {"type": cls.type, **{key: config.get(key, default) for key, default in cls.options.items()}}
+
 
 class Activation(Layer):
     type = "Activation"
     options = {"activation": "relu"}
-    supported = ("relu", "softmax", "linear")
 
-    def __init__(self, **config: Any) -> None:
-        super().__init__(**config)
-        if self.config["activation"] not in self.supported:
-            raise SpecError(f"activation {self.config['activation']!r} is not supported; use one of {self.supported}")
+    def check_config(self):
+        if self.config["activation"] not in ACTIVATIONS:
+            raise SpecError(f"activation {self.config['activation']!r} is not supported; use one of {ACTIVATIONS}")
         self.name = self.config["activation"]
 
-    def forward(self, x: np.ndarray, training: bool) -> np.ndarray:
+    def forward(self, x, training):
         k = self.kernels
         if self.name == "relu":
             self.y = k.relu_forward(x)
@@ -90,7 +163,7 @@ class Activation(Layer):
             self.y = x
         return self.y
 
-    def backward(self, dy: np.ndarray) -> np.ndarray:
+    def backward(self, dy):
         k = self.kernels
         if self.name == "relu":
             return k.relu_backward(self.y, dy)
@@ -98,26 +171,49 @@ class Activation(Layer):
             return k.softmax_backward(self.y, dy)
         return dy
 
+    @classmethod
+    def from_keras(cls, config):
+        return {"type": cls.type, "activation": keras_activation(config.get("activation"))}
+
+
+def _check_positive(layer: Layer, key: str) -> None:
+    value = layer.config[key]
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise SpecError(f"{layer.type} {key} must be a positive integer, got {value!r}")
+
+
+def _check_parameter_count(layer: Layer, shapes: dict[str, Shape]) -> None:
+    size = sum(int(np.prod(shape, dtype=np.float64)) for shape in shapes.values())
+    if size > MAX_LAYER_PARAMS:
+        raise SpecError(f"{layer.type} would have {size:,} parameters; numnet allows {MAX_LAYER_PARAMS:,} per layer")
+
 
 class Dense(Layer):
     type = "Dense"
     options = {"units": None, "activation": None}
+    weight_names = ("kernel", "bias")
 
-    def build(self, input_shape, rng, dtype, kernels):
-        if len(input_shape) != 1:
-            raise SpecError(f"Dense needs a flat input, got shape {input_shape}; put a Flatten before it")
-        units = self.config["units"]
-        if not isinstance(units, int) or units < 1:
-            raise SpecError(f"Dense units must be a positive integer, got {units!r}")
-        fan_in = input_shape[0]
-        self.params = {
-            "kernel": glorot_uniform(rng, (fan_in, units), fan_in, units, dtype),
-            "bias": np.zeros(units, dtype),
-        }
-        return super().build(input_shape, rng, dtype, kernels)
+    def check_config(self):
+        _check_positive(self, "units")
+        if self.config["activation"] not in (None, *ACTIVATIONS):
+            raise SpecError(f"activation {self.config['activation']!r} is not supported; use one of {ACTIVATIONS}")
 
     def compute_output_shape(self, input_shape):
+        if len(input_shape) != 1:
+            raise SpecError(f"Dense needs a flat input, got shape {input_shape}; put a Flatten before it")
+        _check_parameter_count(self, self.weight_shapes(input_shape))
         return (self.config["units"],)
+
+    def weight_shapes(self, input_shape):
+        return {"kernel": (input_shape[0], self.config["units"]), "bias": (self.config["units"],)}
+
+    def create_weights(self, input_shape, rng, dtype):
+        fan_in, units = input_shape[0], self.config["units"]
+        k = self.kernels
+        self.params = {
+            "kernel": k.asarray(glorot_uniform(rng, (fan_in, units), fan_in, units, dtype), dtype),
+            "bias": k.zeros((units,), dtype),
+        }
 
     def forward(self, x, training):
         self.x = x  # (N, in)
@@ -129,40 +225,57 @@ class Dense(Layer):
         )
         return dx
 
+    def to_keras(self, seed=None):
+        return {"units": self.config["units"], "activation": self.config["activation"]}
+
+    @classmethod
+    def from_keras(cls, config):
+        _require(config.get("use_bias", True), "use_bias=False")
+        return {"type": cls.type, "units": int(config["units"]),
+                "activation": keras_layer_activation(config.get("activation"))}  # fmt: skip
+
 
 class Conv2D(Layer):
     """Stride-1 NHWC convolution with a square kernel."""
 
     type = "Conv2D"
     options = {"filters": None, "kernel_size": 3, "padding": "valid", "activation": None}
+    weight_names = ("kernel", "bias")
 
-    def build(self, input_shape, rng, dtype, kernels):
-        if len(input_shape) != 3:
-            raise SpecError(f"Conv2D needs (height, width, channels) input, got shape {input_shape}")
-        filters, k = self.config["filters"], self.config["kernel_size"]
-        if isinstance(k, (list, tuple)):
+    def check_config(self):
+        k = self.config["kernel_size"]
+        if isinstance(k, list | tuple):
             if len(set(k)) != 1:
                 raise SpecError(f"Conv2D kernel_size must be square, got {k}")
-            k = self.config["kernel_size"] = int(k[0])
-        if not isinstance(filters, int) or filters < 1:
-            raise SpecError(f"Conv2D filters must be a positive integer, got {filters!r}")
+            self.config["kernel_size"] = int(k[0])
+        _check_positive(self, "filters")
+        _check_positive(self, "kernel_size")
         if self.config["padding"] not in ("valid", "same"):
             raise SpecError(f"Conv2D padding must be 'valid' or 'same', got {self.config['padding']!r}")
-        cin = input_shape[2]
-        self.params = {
-            "kernel": glorot_uniform(rng, (k, k, cin, filters), k * k * cin, k * k * filters, dtype),
-            "bias": np.zeros(filters, dtype),
-        }
-        return super().build(input_shape, rng, dtype, kernels)
+        if self.config["activation"] not in (None, *ACTIVATIONS):
+            raise SpecError(f"activation {self.config['activation']!r} is not supported; use one of {ACTIVATIONS}")
 
     def compute_output_shape(self, input_shape):
+        if len(input_shape) != 3:
+            raise SpecError(f"Conv2D needs (height, width, channels) input, got shape {input_shape}")
         h, w, _ = input_shape
         k = self.config["kernel_size"]
         if self.config["padding"] == "valid":
             h, w = h - k + 1, w - k + 1
         if h < 1 or w < 1:
             raise SpecError(f"Conv2D {k}x{k} 'valid' does not fit input {input_shape}")
+        _check_parameter_count(self, self.weight_shapes(input_shape))
         return (h, w, self.config["filters"])
+
+    def weight_shapes(self, input_shape):
+        k, filters = self.config["kernel_size"], self.config["filters"]
+        return {"kernel": (k, k, input_shape[2], filters), "bias": (filters,)}
+
+    def create_weights(self, input_shape, rng, dtype):
+        shapes = self.weight_shapes(input_shape)
+        k, cin, filters = self.config["kernel_size"], input_shape[2], self.config["filters"]
+        kernel = glorot_uniform(rng, shapes["kernel"], k * k * cin, k * k * filters, dtype)
+        self.params = {"kernel": self.kernels.asarray(kernel, dtype), "bias": self.kernels.zeros((filters,), dtype)}
 
     def forward(self, x, training):
         self.x = x  # (N, H, W, Cin)
@@ -178,34 +291,61 @@ class Conv2D(Layer):
         self.cache = None
         return dx
 
+    def to_keras(self, seed=None):
+        c = self.config
+        return {"filters": c["filters"], "kernel_size": c["kernel_size"], "padding": c["padding"],
+                "activation": c["activation"]}  # fmt: skip
+
+    @classmethod
+    def from_keras(cls, config):
+        kernel = _pair(config.get("kernel_size", 3))
+        _require(len(set(kernel)) == 1, f"a non-square kernel {kernel}")
+        _require(_pair(config.get("strides", 1)) == [1, 1], "strides other than 1")
+        _require(_pair(config.get("dilation_rate", 1)) == [1, 1], "dilation")
+        _require(config.get("groups", 1) == 1, "grouped convolution")
+        _require(config.get("use_bias", True), "use_bias=False")
+        _require(config.get("data_format", "channels_last") in (None, "channels_last"), "channels_first")
+        return {"type": cls.type, "filters": int(config["filters"]), "kernel_size": int(kernel[0]),
+                "padding": config.get("padding", "valid"),
+                "activation": keras_layer_activation(config.get("activation"))}  # fmt: skip
+
 
 class BatchNormalization(Layer):
     """Keras semantics: batch statistics (biased variance) in training, moving ones in inference."""
 
     type = "BatchNormalization"
     options = {"momentum": 0.99, "epsilon": 1e-3}
+    weight_names = ("gamma", "beta", "moving_mean", "moving_variance")
 
-    def build(self, input_shape, rng, dtype, kernels):
-        c = input_shape[-1]
-        self.params = {"gamma": np.ones(c, dtype), "beta": np.zeros(c, dtype)}
-        self.state = {"moving_mean": np.zeros(c, dtype), "moving_variance": np.ones(c, dtype)}
-        return super().build(input_shape, rng, dtype, kernels)
+    def check_config(self):
+        for key in ("momentum", "epsilon"):
+            value = self.config[key]
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise SpecError(f"BatchNormalization {key} must be a number, got {value!r}")
+        if not 0 <= self.config["momentum"] <= 1 or not self.config["epsilon"] > 0:
+            raise SpecError("BatchNormalization needs 0 <= momentum <= 1 and epsilon > 0")
 
-    def statistics(self, x: np.ndarray, training: bool) -> tuple[np.ndarray, np.ndarray]:
+    def weight_shapes(self, input_shape):
+        c = (input_shape[-1],)
+        return {"gamma": c, "beta": c, "moving_mean": c, "moving_variance": c}
+
+    def create_weights(self, input_shape, rng, dtype):
+        k, c = self.kernels, (input_shape[-1],)
+        self.params = {"gamma": k.ones(c, dtype), "beta": k.zeros(c, dtype)}
+        self.state = {"moving_mean": k.zeros(c, dtype), "moving_variance": k.ones(c, dtype)}
+
+    def statistics(self, x, training: bool) -> tuple[Any, Any]:
         """(mean, 1/sqrt(var + eps)) to normalise with; in training also updates the moving ones."""
+        k = self.kernels
         if training:
-            mean, var = self.kernels.channel_moments(x)
-            momentum = self.config["momentum"]
-            for name, batch_stat in (("moving_mean", mean), ("moving_variance", var)):
-                moving = self.state[name]
-                moving *= momentum
-                moving += batch_stat * moving.dtype.type(1 - momentum)
+            mean, var = k.channel_moments(x)
+            k.moving_average(self.state["moving_mean"], mean, self.config["momentum"])
+            k.moving_average(self.state["moving_variance"], var, self.config["momentum"])
         else:
-            mean, var = self.state["moving_mean"], self.state["moving_variance"]
-        inv_std = (1.0 / np.sqrt(var.astype(np.float64) + self.config["epsilon"])).astype(x.dtype)
-        return mean.copy(), inv_std
+            mean, var = self.state["moving_mean"].copy(), self.state["moving_variance"]
+        return mean, k.inverse_std(var, self.config["epsilon"], x.dtype)
 
-    def scale_and_shift(self) -> tuple[np.ndarray, np.ndarray]:
+    def scale_and_shift(self) -> tuple[Any, Any]:
         scale = self.params["gamma"] * self.inv_std
         return scale, self.params["beta"] - self.mean * scale
 
@@ -220,21 +360,28 @@ class BatchNormalization(Layer):
         )
         return dx
 
+    @classmethod
+    def from_keras(cls, config):
+        axis = config.get("axis", -1)
+        axis = axis[0] if isinstance(axis, list) and len(axis) == 1 else axis
+        _require(axis in (-1, 3, 1), f"axis {axis}")
+        _require(config.get("center", True) and config.get("scale", True), "center/scale off")
+        return {"type": cls.type, "momentum": float(config.get("momentum", cls.options["momentum"])),
+                "epsilon": float(config.get("epsilon", cls.options["epsilon"]))}  # fmt: skip
+
 
 class MaxPooling2D(Layer):
     type = "MaxPooling2D"
     options = {"pool_size": 2}
 
-    def build(self, input_shape, rng, dtype, kernels):
-        pool = self.config["pool_size"]
-        if pool not in (2, [2, 2], (2, 2)):
-            raise SpecError(f"MaxPooling2D supports pool_size 2 (stride 2) only, got {pool!r}")
+    def check_config(self):
+        if self.config["pool_size"] not in (2, [2, 2], (2, 2)):
+            raise SpecError(f"MaxPooling2D supports pool_size 2 (stride 2) only, got {self.config['pool_size']!r}")
         self.config["pool_size"] = 2
-        if len(input_shape) != 3:
-            raise SpecError(f"MaxPooling2D needs (height, width, channels) input, got {input_shape}")
-        return super().build(input_shape, rng, dtype, kernels)
 
     def compute_output_shape(self, input_shape):
+        if len(input_shape) != 3:
+            raise SpecError(f"MaxPooling2D needs (height, width, channels) input, got {input_shape}")
         h, w, c = input_shape
         return (h // 2, w // 2, c)
 
@@ -246,6 +393,14 @@ class MaxPooling2D(Layer):
     def backward(self, dy):
         return self.kernels.maxpool2d_backward(dy, self.argmax, self.x_shape)
 
+    @classmethod
+    def from_keras(cls, config):
+        pool = _pair(config.get("pool_size", 2))
+        strides = _pair(config.get("strides") or pool)
+        _require(pool == [2, 2] and strides == [2, 2], f"pool {pool} stride {strides}")
+        _require(config.get("padding", "valid") == "valid", "'same' pooling")
+        return {"type": cls.type, "pool_size": 2}
+
 
 class Dropout(Layer):
     """Inverted dropout; the mask comes from the model's seeded generator, so runs repeat."""
@@ -253,12 +408,13 @@ class Dropout(Layer):
     type = "Dropout"
     options = {"rate": 0.5}
 
-    def build(self, input_shape, rng, dtype, kernels):
+    def check_config(self):
         rate = self.config["rate"]
-        if not isinstance(rate, (int, float)) or not 0 <= rate < 1:
+        if isinstance(rate, bool) or not isinstance(rate, int | float) or not 0 <= rate < 1:
             raise SpecError(f"Dropout rate must be in [0, 1), got {rate!r}")
-        self.rng = rng
-        return super().build(input_shape, rng, dtype, kernels)
+
+    def create_weights(self, input_shape, rng, dtype):
+        self.rng = rng  # the model passes its dropout generator here
 
     def forward(self, x, training):
         rate = self.config["rate"]
@@ -272,6 +428,13 @@ class Dropout(Layer):
         if self.keep is None:
             return dy
         return self.kernels.dropout_backward(dy, self.keep, self.config["rate"])
+
+    def to_keras(self, seed=None):
+        return {"rate": self.config["rate"], "seed": seed}
+
+    @classmethod
+    def from_keras(cls, config):
+        return {"type": cls.type, "rate": float(config.get("rate", cls.options["rate"]))}
 
 
 class Flatten(Layer):
@@ -292,6 +455,7 @@ class Flatten(Layer):
 LAYER_TYPES: dict[str, type[Layer]] = {
     cls.type: cls for cls in (Dense, Conv2D, BatchNormalization, MaxPooling2D, Dropout, Flatten, Activation)
 }
+KERAS_CLASSES: dict[str, type[Layer]] = {cls.type: cls for cls in LAYER_TYPES.values()}  # Keras name -> layer
 
 
 def layer_from_config(config: dict[str, Any]) -> Layer:
@@ -302,3 +466,21 @@ def layer_from_config(config: dict[str, Any]) -> Layer:
     if layer_type not in LAYER_TYPES:
         raise SpecError(f"unknown layer type {layer_type!r}; numnet has {sorted(LAYER_TYPES)}")
     return LAYER_TYPES[layer_type](**options)
+
+
+def layers_from_spec(spec: dict[str, Any]) -> tuple[list[Layer], list[Shape]]:
+    """The spec's layers and each one's output shape, checked without allocating any weights.
+
+    Every backend validates through this, so a bad spec gets the same message everywhere.
+    """
+    layers = [layer_from_config(config) for config in spec["layers"]]
+    shapes, shape = [], tuple(spec["input_shape"])
+    for layer in layers:
+        shape = layer.compute_output_shape(shape)
+        layer.output_shape = shape
+        shapes.append(shape)
+    last = layers[-1]
+    ends_in_softmax = last.config.get("activation") == "softmax"
+    if not ends_in_softmax or len(shape) != 1:
+        raise SpecError("the last layer must output class probabilities: end the spec with softmax")
+    return layers, shapes

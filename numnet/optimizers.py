@@ -1,34 +1,30 @@
-"""Optimizers with Keras' defaults and update formulas (see shared/KERAS_NUMERICS.md).
+"""Optimizers with Keras' update formulas (see shared/KERAS_NUMERICS.md).
 
-An optimizer owns references to the parameters it updates and keeps its slots beside them.
-`get_state()` / `set_state()` carry everything a resumed run needs.
+An optimizer owns references to the parameters it updates and keeps its slots beside them, on the
+same kernel module. Its options come from the validated spec, whose defaults
+(`numnet.specs.OPTIMIZERS`) are the only ones. `get_state()` / `set_state()` carry everything a
+resumed run needs, as NumPy arrays.
 """
 
 from __future__ import annotations
 
 import math
-from types import ModuleType
+from typing import Any
 
 import numpy as np
 
 
 class Adam:
     def __init__(
-        self,
-        params: list[np.ndarray],
-        kernels: ModuleType,
-        learning_rate: float = 1e-3,
-        beta_1: float = 0.9,
-        beta_2: float = 0.999,
-        epsilon: float = 1e-7,
+        self, params: list[Any], kernels: Any, learning_rate: float, beta_1: float, beta_2: float, epsilon: float
     ) -> None:
         self.params, self.kernels = params, kernels
         self.learning_rate, self.beta_1, self.beta_2, self.epsilon = learning_rate, beta_1, beta_2, epsilon
         self.iterations = 0
-        self.m = [np.zeros_like(p) for p in params]
-        self.v = [np.zeros_like(p) for p in params]
+        self.m = [kernels.zeros(p.shape, p.dtype) for p in params]
+        self.v = [kernels.zeros(p.shape, p.dtype) for p in params]
 
-    def step(self, grads: list[np.ndarray]) -> None:
+    def step(self, grads: list[Any]) -> None:
         t = self.iterations + 1
         # Keras turns the Python betas into float32 tensors before raising them to the power t, so
         # its bias correction uses float32-rounded betas even for float64 weights: do the same.
@@ -42,26 +38,26 @@ class Adam:
         """iterations, then m and v of each parameter."""
         state = [np.array(self.iterations, dtype=np.int64)]
         for m, v in zip(self.m, self.v):
-            state += [m, v]
+            state += [self.kernels.to_numpy(m), self.kernels.to_numpy(v)]
         return state
 
     def set_state(self, state: list[np.ndarray]) -> None:
-        own = self.get_state()
-        if [s.shape for s in state] != [s.shape for s in own]:
-            raise ValueError(f"expected {len(own)} arrays shaped like the parameters, got {len(state)}")
+        slots = [slot for pair in zip(self.m, self.v) for slot in pair]
+        if len(state) != 1 + len(slots) or any(np.shape(s) != t.shape for s, t in zip(state[1:], slots)):
+            raise ValueError(f"expected {1 + len(slots)} arrays shaped like the parameters, got {len(state)}")
         self.iterations = int(state[0])
-        for target, new in zip(own[1:], state[1:]):
-            target[...] = new
+        for target, new in zip(slots, state[1:]):
+            target[...] = self.kernels.asarray(new, target.dtype)
 
 
 class SGD:
-    def __init__(self, params: list[np.ndarray], kernels: ModuleType, learning_rate: float = 1e-2) -> None:
-        self.params, self.learning_rate = params, learning_rate
+    def __init__(self, params: list[Any], kernels: Any, learning_rate: float) -> None:
+        self.params, self.kernels, self.learning_rate = params, kernels, learning_rate
         self.iterations = 0
 
-    def step(self, grads: list[np.ndarray]) -> None:
+    def step(self, grads: list[Any]) -> None:
         for param, grad in zip(self.params, grads):
-            param -= np.asarray(self.learning_rate, param.dtype) * grad
+            self.kernels.sgd_update(param, grad, self.learning_rate)
         self.iterations += 1
 
     def get_state(self) -> list[np.ndarray]:
@@ -73,6 +69,10 @@ class SGD:
         self.iterations = int(state[0])
 
 
-def make_optimizer(config: dict, params: list[np.ndarray], kernels: ModuleType):
+OPTIMIZER_TYPES = {"adam": Adam, "sgd": SGD}
+
+
+def make_optimizer(config: dict, params: list[Any], kernels: Any):
+    """An optimizer from a validated spec's optimizer section (every option present)."""
     options = {key: value for key, value in config.items() if key != "type"}
-    return {"adam": Adam, "sgd": SGD}[config["type"]](params, kernels, **options)
+    return OPTIMIZER_TYPES[config["type"]](params, kernels, **options)

@@ -1,8 +1,8 @@
-"""The lab's figures from experiment results: `python -m numnet.report DIR`.
+"""The lab's figures from run records: `python -m numnet.report DIR`.
 
-DIR is what `python -m numnet.experiments` wrote (or a folder above several of those). The report
-is a set of PNGs plus one self-contained HTML page with the images embedded, written into DIR
-(or --out).
+DIR is what `python -m numnet.experiments` or `python -m numnet.train --out DIR` wrote (or a
+folder above several of those). The report is a set of PNGs plus one self-contained HTML page
+with the images embedded, written into DIR (or --out).
 """
 
 from __future__ import annotations
@@ -17,9 +17,10 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
-from numnet import data, experiments
+from numnet import data, runs
 from numnet.errors import NumnetError, exit_status
-from numnet.files import atomic_write
+from numnet.io import atomic_write
+from numnet.layers import keras_names, layers_from_spec
 
 DPI = 100
 # Figure sizes in inches; per-run figures grow by one row per run.
@@ -36,15 +37,16 @@ COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e3
 
 
 def find_runs(folder: Path) -> tuple[list[Path], list[Path]]:
-    """Finished and unfinished run folders below `folder`; a folder with neither is an error."""
+    """Records of finished runs and checkpoints of unfinished ones below `folder`; no record is an error."""
     if not folder.is_dir():
-        raise experiments.GridError(f"'{folder}' is not a folder of experiment results")
-    finished = sorted(p.parent for p in folder.rglob(experiments.RECORD))
-    unfinished = sorted({p.parent for p in folder.rglob("checkpoint.npz")} - set(finished))
+        raise runs.RunError(f"'{folder}' is not a folder of run results")
+    finished = sorted(folder.rglob("*run.json"))
+    checkpoints = folder.rglob("*checkpoint.npz")
+    unfinished = sorted(p for p in checkpoints if runs.RunFiles.of_checkpoint(p).record not in finished)
     if not finished:
-        raise experiments.GridError(
-            f"'{folder}' holds no finished experiment results ({len(unfinished)} unfinished); "
-            f"run `python -m numnet.experiments --out {folder}` first"
+        raise runs.RunError(
+            f"'{folder}' holds no finished runs ({len(unfinished)} unfinished); "
+            f"run `python -m numnet.experiments --out {folder}` or `python -m numnet.train --out {folder}` first"
         )
     return finished, unfinished
 
@@ -52,8 +54,9 @@ def find_runs(folder: Path) -> tuple[list[Path], list[Path]]:
 def _settings_order(record: dict[str, Any]) -> tuple:
     """Runs in the order people read a grid: by model, then epochs, validation split, batch, seed."""
     settings = record["settings"]
-    return (str(settings.get("model")), settings.get("epochs", 0), settings.get("validation_split", 0),
-            settings.get("batch_size", 0), settings.get("seed", 0), settings.get("train_samples") or 0)  # fmt: skip
+    return (str(record.get("model", settings.get("model"))), settings.get("epochs", 0),
+            settings.get("validation_split", 0), settings.get("batch_size", 0), settings.get("seed", 0),
+            settings.get("train_samples") or 0)  # fmt: skip
 
 
 def _color(i: int) -> str:
@@ -200,10 +203,10 @@ def time_table(records: list[dict[str, Any]]) -> Figure:
 
 def model_structure(spec: dict[str, Any]) -> Figure:
     """The network drawn from its spec: one box per layer with output shape and parameters."""
-    import numnet
-
-    model = numnet.build(spec, backend="numpy")
-    layers = list(zip(model.layer_names, model.layers))
+    spec_layers, shapes = layers_from_spec(spec)
+    layers = list(zip(keras_names([layer.type for layer in spec_layers]), spec_layers))
+    counts = [sum(int(np.prod(s)) for s in layer.weight_shapes(shape).values())
+              for layer, shape in zip(spec_layers, [tuple(spec["input_shape"]), *shapes[:-1]])]  # fmt: skip
     fig = Figure(figsize=(STRUCTURE_WIDTH, STRUCTURE_LAYER * (len(layers) + 2)), dpi=DPI)
     ax = fig.add_axes((0, 0, 1, 1))
     ax.set_axis_off()
@@ -211,13 +214,12 @@ def model_structure(spec: dict[str, Any]) -> Figure:
     ax.set_ylim(len(layers) + 1.5, -0.5)
     fills = {"Conv2D": "#bbdefb", "Dense": "#c8e6c9", "BatchNormalization": "#fff9c4", "MaxPooling2D": "#ffe0b2"}
     ax.text(0.5, 0, f"input {tuple(spec['input_shape'])}", ha="center", va="center", fontsize=10)
-    for row, (name, layer) in enumerate(layers, start=1):
-        params = sum(w.size for w in layer.weights())
+    for row, ((name, layer), params) in enumerate(zip(layers, counts), start=1):
         ax.annotate("", xy=(0.5, row - 0.3), xytext=(0.5, row - 0.7), arrowprops={"arrowstyle": "->"})
         label = f"{name} ({layer.type})  ->  {tuple(layer.output_shape)}" + (f"   {params:,} params" if params else "")
         ax.text(0.5, row, label, ha="center", va="center", fontsize=9,
                 bbox={"boxstyle": "round,pad=0.4", "facecolor": fills.get(layer.type, "#eeeeee")})  # fmt: skip
-    ax.text(0.5, len(layers) + 1, f"{spec['name']}: {model.count_params():,} parameters", ha="center", fontsize=10)
+    ax.text(0.5, len(layers) + 1, f"{spec['name']}: {sum(counts):,} parameters", ha="center", fontsize=10)
     return fig
 
 
@@ -245,13 +247,14 @@ def _html(title: str, images: list[tuple[str, str, bytes]], rows: list[tuple[str
 def build_report(folder: Path, out: Path | None = None, mnist=None) -> Path:
     """Writes the PNGs and report.html into `out` (default: `folder`); returns the HTML's path."""
     out = out or folder
-    run_dirs, unfinished = find_runs(folder)
-    for run_dir in unfinished:
-        print(f"note: '{run_dir}' has not finished; left out of the report", file=sys.stderr)
-    runs = sorted(((experiments.read_record(d), d) for d in run_dirs), key=lambda pair: _settings_order(pair[0]))
-    records, run_dirs = [record for record, _ in runs], [run_dir for _, run_dir in runs]
+    record_paths, unfinished = find_runs(folder)
+    for checkpoint in unfinished:
+        print(f"note: '{checkpoint.parent if checkpoint.name == 'checkpoint.npz' else checkpoint}' has not finished; "
+              "left out of the report", file=sys.stderr)  # fmt: skip
+    found = sorted(((runs.read_record(p), p) for p in record_paths), key=lambda pair: _settings_order(pair[0]))
+    records = [record for record, _ in found]
     (_, _), (x_test, y_test) = mnist if mnist is not None else data.load_mnist()
-    probabilities = [experiments.read_probabilities(d, r["test_samples"]) for d, r in zip(run_dirs, records)]
+    probabilities = [runs.read_probabilities(path, record) for record, path in found]
     figures = [
         ("ten examples of each digit", "samples", sample_grid(x_test, y_test)),
         ("training curves", "curves", training_curves(records)),

@@ -13,6 +13,7 @@ from PIL import Image
 
 import numnet
 from numnet import experiments, report
+from numnet.files import read_header
 
 TINY = {"model": ["mlp", "cnn"], "epochs": 1, "batch_size": 50, "validation_split": 0.2,
         "train_samples": 400, "test_samples": 300}  # fmt: skip
@@ -140,7 +141,7 @@ def test_an_interrupted_run_continues_from_its_checkpoint(tmp_path, mnist, monke
         experiments.run_grid(runs, "numba", tmp_path, verbose=False, mnist=mnist)
     assert numnet.load(run_dir / "checkpoint.npz").epochs_done == 1
     assert not (run_dir / "run.json").exists()
-    first_loss = json.loads((run_dir / "progress.json").read_text())["history"]["loss"]
+    first_loss = read_header(run_dir / "checkpoint.npz")["run"]["history"]["loss"]
     assert len(first_loss) == 1
 
     monkeypatch.setattr(experiments.GridProgress, "epoch", real_epoch)
@@ -242,15 +243,43 @@ def test_a_damaged_checkpoint_names_itself_and_how_to_start_over(tmp_path, mnist
         experiments.run_grid(runs, "numba", tmp_path, verbose=False, mnist=mnist)
 
 
-def test_a_lost_progress_file_costs_only_the_early_history(tmp_path, mnist, capsys):
+def test_a_checkpoint_without_its_history_costs_only_the_early_history(tmp_path, mnist, capsys):
     runs = experiments.expand_grid({"model": "mlp", "epochs": 2, "train_samples": 300, "test_samples": 100})
     run_dir = tmp_path / experiments.run_name(runs[0])
     run_dir.mkdir()
     model = numnet.build(numnet.specs.mlp(), backend="numba")
     (x_train, y_train), _ = mnist
     model.fit(numnet.data.to_model_input(x_train[:300]), y_train[:300], epochs=1, verbose=0)
-    model.save(run_dir / "checkpoint.npz")
-    (run_dir / "progress.json").write_text("{cut off")
+    model.save(run_dir / "checkpoint.npz")  # a plain model file: no run settings or history in it
     (record,) = experiments.run_grid(runs, "numba", tmp_path, verbose=False, mnist=mnist)
-    assert "progress.json' is unreadable" in capsys.readouterr().err
+    assert "checkpoint.npz' holds no run history" in capsys.readouterr().err
     assert len(record["history"]["loss"]) == 1 and numnet.load(run_dir / "model.npz").epochs_done == 2
+
+
+def test_grid_runs_stop_early_and_record_it(tmp_path, mnist):
+    grid = {"model": "mlp", "epochs": 30, "early_stopping": 0, "validation_split": 0.2, "batch_size": 50,
+            "train_samples": 600, "test_samples": 100}  # fmt: skip
+    (record,) = experiments.run_grid(experiments.expand_grid(grid), "numba", tmp_path, verbose=False, mnist=mnist)
+    epochs = len(record["history"]["loss"])
+    assert record["settings"]["early_stopping"] == 0 and 1 < epochs < 30
+    assert numnet.load(tmp_path / record["name"] / "model.npz").epochs_done == epochs
+
+
+def test_command_line_early_stopping_applies_to_every_run(tmp_path):
+    grid = tmp_path / "grid.json"
+    settings = {"model": "mlp", "epochs": 30, "validation_split": 0.2, "train_samples": 600, "test_samples": 100}
+    grid.write_text(json.dumps(settings))
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "numnet.experiments", "--grid", str(grid), "--out", str(out), "--quiet",
+               "--early-stopping", "0"]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True, env=home_with_mnist(tmp_path))
+    assert result.returncode == 0, result.stderr
+    (run_dir,) = [p for p in out.iterdir() if p.is_dir()]
+    record = json.loads((run_dir / "run.json").read_text())
+    assert run_dir.name.endswith("-p0") and record["settings"]["early_stopping"] == 0
+    assert len(record["history"]["loss"]) < 30
+
+
+def test_bad_early_stopping_in_a_grid_is_refused():
+    with pytest.raises(experiments.GridError, match="early_stopping"):
+        experiments.expand_grid({"model": "mlp", "epochs": 3, "early_stopping": -1})

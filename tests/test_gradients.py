@@ -5,34 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from gradcheck import assert_close_gradients, check_layer, numerical_gradient, sample_indices
+from layer_cases import LAYER_CASES, build_layer
 
 import numnet
 from numnet.backends import get_backend
-from numnet.layers import layer_from_config
-
-LAYER_CASES = [
-    ({"type": "Dense", "units": 5}, (4, 7)),
-    ({"type": "Conv2D", "filters": 3, "kernel_size": 3, "padding": "valid"}, (2, 6, 5, 2)),
-    ({"type": "Conv2D", "filters": 3, "kernel_size": 3, "padding": "same"}, (2, 5, 6, 2)),
-    ({"type": "Conv2D", "filters": 2, "kernel_size": 2, "padding": "same"}, (2, 5, 5, 3)),
-    ({"type": "BatchNormalization"}, (3, 4, 5, 3)),
-    ({"type": "BatchNormalization"}, (6, 4)),
-    ({"type": "MaxPooling2D", "pool_size": 2}, (2, 5, 7, 3)),
-    ({"type": "Dropout", "rate": 0.3}, (4, 6)),
-    ({"type": "Flatten"}, (2, 3, 3, 2)),
-    ({"type": "Activation", "activation": "relu"}, (4, 6)),
-    ({"type": "Activation", "activation": "softmax"}, (4, 6)),
-]
-
-
-def build_layer(config, input_shape, backend, rng):
-    layer = layer_from_config(config)
-    kernels = get_backend(backend).kernels()
-    layer.build(input_shape[1:], np.random.default_rng(0), np.float64, kernels)
-    # Non-trivial parameters and statistics, so every term of the gradient matters.
-    for array in [*layer.params.values(), *layer.state.values()]:
-        array[...] = rng.uniform(0.5, 1.5, array.shape)
-    return layer
 
 
 @pytest.mark.parametrize("training", [True, False], ids=["training", "inference"])
@@ -100,20 +76,18 @@ TINY_CNN = {
 def test_whole_network_gradients(backend, rng):
     model = numnet.build(TINY_CNN, backend=backend, seed=3, dtype=np.float64)
     x = rng.uniform(0, 1, (5, 8, 8, 1))
-    targets = model._targets(rng.integers(0, 4, 5))
+    labels = rng.integers(0, 4, 5)
     dropout = next(layer for layer in model.layers if layer.type == "Dropout")
 
-    def loss() -> float:
+    def loss_and_gradients():
         dropout.rng = np.random.default_rng(11)
-        logits = model._logits(x, training=True)
-        return model.kernels.softmax_cross_entropy(logits, targets)[0]
+        return model.loss_and_gradients(x, labels)
 
-    loss()
-    dropout.rng = np.random.default_rng(11)
-    _, dlogits = model.kernels.softmax_cross_entropy(model._logits(x, training=True), targets)
-    model._backward(dlogits)
-    for layer in model.layers:
-        for name, param in layer.params.items():
-            idx = sample_indices(param.size, rng, count=15)
-            numeric = numerical_gradient(loss, param, idx)
-            assert_close_gradients(layer.grads[name].reshape(-1)[idx], numeric, f"{layer.type} {name}")
+    loss_and_gradients()
+    _, grads = loss_and_gradients()
+    named = [(layer, name) for layer in model.layers for name in layer.params]
+    assert len(named) == len(grads)
+    for (layer, name), grad in zip(named, grads):
+        idx = sample_indices(grad.size, rng, count=15)
+        numeric = numerical_gradient(lambda: loss_and_gradients()[0], layer.params[name], idx)
+        assert_close_gradients(grad.reshape(-1)[idx], numeric, f"{layer.type} {name}")

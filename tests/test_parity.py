@@ -27,7 +27,7 @@ else:
     tf = pytest.importorskip("tensorflow")
 
 import numnet  # noqa: E402
-from numnet.backends.tensorflow_backend import keras_model  # noqa: E402
+from numnet.keras_bridge import keras_model  # noqa: E402
 
 
 @contextlib.contextmanager
@@ -91,13 +91,6 @@ def keras_gradients(model, x, y):
     return float(loss), [g.numpy() for g in tape.gradient(loss, model.trainable_variables)]
 
 
-def numnet_gradients(model, x, y):
-    logits = model._logits(model._check_x(x), training=True)
-    loss, dlogits = model.kernels.softmax_cross_entropy(logits, model._targets(y))
-    model._backward(dlogits)
-    return loss, model._gradients()
-
-
 def max_relative(actual, expected) -> float:
     return float(np.abs(actual - expected).max() / max(np.abs(expected).max(), 1e-30))
 
@@ -136,7 +129,7 @@ def test_gradients_of_one_batch_match_keras(name, backend, mnist_inputs, float64
     reference, model = twin(name, backend, dtype=np.float64, dropout=0.0)
     x, y = x_train[:128].astype(np.float64), y_train[:128]
     loss_keras, grads_keras = keras_gradients(reference, x, y)
-    loss_numnet, grads_numnet = numnet_gradients(model, x, y)
+    loss_numnet, grads_numnet = model.loss_and_gradients(x, y)
     assert loss_numnet == pytest.approx(loss_keras, rel=1e-10)
     assert_gradients_close(name, grads_numnet, grads_keras, rtol=1e-4)
 
@@ -223,3 +216,52 @@ def test_without_tensorflow_the_backend_says_how_to_install_it(tmp_path):
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert "101770" in result.stdout  # numnet itself works
     assert "BackendUnavailable" in result.stderr and "pip install 'numnet[tf]'" in result.stderr
+
+
+# -- every layer in the shared list, against the Keras layer its mapping names -----------------------
+from layer_cases import LAYER_CASES, build_layer  # noqa: E402
+
+from numnet.layers import layer_from_config  # noqa: E402
+
+KERAS_CASES = [
+    (config, shape, training)
+    for config, shape in LAYER_CASES
+    for training in (False, True)
+    if not (training and config["type"] == "Dropout")  # Keras draws its own masks; inference is compared
+]
+
+
+def keras_twin(layer, input_shape):
+    keras_layer = getattr(keras.layers, layer.keras_class)(**layer.to_keras(seed=0), dtype="float64")
+    keras_layer.build((None, *input_shape[1:]))
+    keras_layer.set_weights([np.asarray(w) for w in layer.weights()])
+    return keras_layer
+
+
+@pytest.mark.parametrize("config,input_shape,training", KERAS_CASES, ids=str)
+def test_every_layer_matches_its_keras_layer_forward_and_backward(config, input_shape, training, rng):
+    layer = build_layer(config, input_shape, "numpy", rng)
+    theirs = keras_twin(layer, input_shape)
+    x = rng.standard_normal(input_shape)
+    ours = layer.forward(x, training)
+    r = rng.standard_normal(ours.shape)
+    dx = layer.backward(r)
+    x_tensor = tf.constant(x)
+    with tf.GradientTape() as tape:
+        tape.watch(x_tensor)
+        y = theirs(x_tensor, training=training)
+        loss = tf.reduce_sum(r * y)
+    np.testing.assert_allclose(ours, y.numpy(), rtol=1e-10, atol=1e-12)
+    variables = theirs.trainable_variables
+    expected = tape.gradient(loss, [x_tensor, *variables])
+    np.testing.assert_allclose(dx, expected[0].numpy(), rtol=1e-9, atol=1e-12)
+    if training:
+        for name, grad in zip(layer.params, expected[1:]):
+            np.testing.assert_allclose(layer.grads[name], grad.numpy(), rtol=1e-9, atol=1e-12, err_msg=name)
+
+
+@pytest.mark.parametrize("config", [config for config, _ in LAYER_CASES], ids=str)
+def test_keras_mapping_round_trips_through_a_keras_layer_config(config):
+    layer = layer_from_config(config)
+    keras_config = getattr(keras.layers, layer.keras_class)(**layer.to_keras(seed=0)).get_config()
+    assert type(layer).from_keras(keras_config) == layer.to_config()

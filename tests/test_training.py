@@ -14,6 +14,7 @@ import pytest
 
 import numnet
 from numnet.errors import TrainingDiverged
+from numnet.files import read_header
 
 
 def test_mlp_one_epoch_on_full_mnist_reaches_95_percent(backend, mnist_inputs):
@@ -135,3 +136,67 @@ def test_ctrl_c_saves_a_checkpoint_and_resume_finishes(tmp_path, mnist):
     assert result.returncode == 0, result.stderr
     assert numnet.load(home / "models" / "mlp.npz").epochs_done == done + 1
     assert not checkpoint.exists()
+
+
+def test_cli_early_stopping_stops_when_validation_loss_stops_improving(tmp_path, mnist):
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "mnist.npz").symlink_to(numnet.data.cache_path())
+    result = run_cli("--model", "mlp", "--backend", "numba", "--epochs", "40", "--early-stopping", "0", "--quiet",
+                     env_home=home)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    record = json.loads((home / "models" / "mlp.run.json").read_text())
+    epochs = len(record["history"]["val_loss"])
+    assert record["settings"]["early_stopping"] == 0 and 1 < epochs < 40
+    assert record["history"]["val_loss"][-1] >= record["history"]["val_loss"][-2]  # stopped at the first rise
+    assert numnet.load(home / "models" / "mlp.npz").epochs_done == epochs
+
+
+def interrupted_run(out, mnist, epochs=3, batch_size=200):
+    """A run of the training CLI's layout, stopped by Ctrl-C after its first epoch."""
+    from numnet import runs
+
+    run = runs.new_run("mlp", "mlp", {"epochs": epochs, "batch_size": batch_size, "validation_split": 0.2}, "numba")
+    files = runs.RunFiles.named(out, "mlp")
+
+    def interrupt(_):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        runs.train(run, files, mnist, verbose=False, on_epoch=interrupt)
+    return files
+
+
+def test_resume_finishes_the_run_in_its_place_with_its_own_settings_and_whole_history(tmp_path, mnist):
+    home, out = tmp_path / "home", tmp_path / "elsewhere"
+    home.mkdir()
+    (home / "mnist.npz").symlink_to(numnet.data.cache_path())
+    files = interrupted_run(out, mnist)
+    first_loss = read_header(files.checkpoint)["run"]["history"]["loss"]
+    assert len(first_loss) == 1
+
+    refused = run_cli("--resume", str(files.checkpoint), "--batch-size", "50", env_home=home)
+    assert refused.returncode == 2 and "keeps the settings it started with; drop --batch-size" in refused.stderr
+
+    result = run_cli("--resume", str(files.checkpoint), "--quiet", env_home=home)
+    assert result.returncode == 0, result.stderr
+    record = json.loads(files.record.read_text())
+    assert record["settings"] == {"epochs": 3, "batch_size": 200, "validation_split": 0.2}
+    assert record["backend"] == "numba" and len(record["history"]["loss"]) == 3
+    assert record["history"]["loss"][0] == first_loss[0]
+    assert numnet.load(files.model).epochs_done == 3
+    assert not files.checkpoint.exists() and not (home / "models").exists()
+
+
+def test_report_draws_the_training_clis_records(tmp_path, mnist):
+    home, out = tmp_path / "home", tmp_path / "models"
+    home.mkdir()
+    (home / "mnist.npz").symlink_to(numnet.data.cache_path())
+    result = run_cli("--model", "mlp", "--backend", "numba", "--epochs", "1", "--out", str(out), "--quiet",
+                     env_home=home)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    env = {**os.environ, "NUMNET_HOME": str(home)}
+    drawn = subprocess.run([sys.executable, "-m", "numnet.report", str(out)], capture_output=True, text=True, env=env)
+    assert drawn.returncode == 0, drawn.stderr
+    page = (out / "report.html").read_text()
+    assert "mlp" in page and (out / "confusion.png").stat().st_size > 10_000

@@ -1,0 +1,109 @@
+"""The kernel interface: every function a kernel module provides, in one place.
+
+numnet's layers, optimizers and Model do their arithmetic only through these functions, so a new
+kernel module (a GPU one, say) is one file that implements this Protocol, one line in
+`numnet.backends.KERNEL_MODULES`, and it is tested by the shared suite in tests/test_kernels.py.
+Arrays are the module's own (NumPy arrays for numpy and numba); `asarray` and `to_numpy` move data
+in and out. Layouts follow Keras: images NHWC, conv kernels (kh, kw, cin, cout), dense (in, out).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+Array = Any  # the kernel module's array type
+
+
+@runtime_checkable
+class Kernels(Protocol):
+    NAME: str
+
+    # -- arrays: creation and transfer --------------------------------------------------------
+    def asarray(self, x: Any, dtype: Any) -> Array:
+        """A C-contiguous array of this module holding `x` (no copy when it already is one)."""
+
+    def to_numpy(self, x: Array) -> np.ndarray:
+        """A NumPy array holding `x` (no copy on a CPU module)."""
+
+    def zeros(self, shape: tuple[int, ...], dtype: Any) -> Array: ...
+
+    def ones(self, shape: tuple[int, ...], dtype: Any) -> Array: ...
+
+    def one_hot(self, labels: Array, classes: int, dtype: Any) -> Array:
+        """(N,) integer class ids -> (N, classes) targets."""
+
+    def count_correct(self, scores: Array, labels: Array) -> int:
+        """How many rows of (N, classes) scores have their maximum at the label ((N,) ids)."""
+
+    # -- dense and convolution ----------------------------------------------------------------
+    def dense_forward(self, x: Array, kernel: Array, bias: Array) -> Array: ...
+
+    def dense_backward(self, x: Array, kernel: Array, dy: Array, need_dx: bool = True) -> tuple: ...
+
+    def conv2d_forward(self, x: Array, kernel: Array, bias: Array, padding: str) -> tuple[Array, Any]:
+        """Stride 1, 'valid' or 'same'; returns y and a cache the backward pass takes back."""
+
+    def conv2d_backward(
+        self, x: Array, kernel: Array, dy: Array, padding: str, cache: Any, need_dx: bool = True
+    ) -> tuple: ...
+
+    # -- pooling, batch norm, activations, dropout --------------------------------------------
+    def maxpool2d_forward(self, x: Array) -> tuple[Array, Array]:
+        """2x2, stride 2: y and each window's winner (0..3, row-major, ties to the first)."""
+
+    def maxpool2d_backward(self, dy: Array, argmax: Array, x_shape: tuple) -> Array: ...
+
+    def channel_moments(self, x: Array) -> tuple[Array, Array]:
+        """Mean and biased variance over every axis but the last."""
+
+    def inverse_std(self, variance: Array, epsilon: float, dtype: Any) -> Array:
+        """1 / sqrt(variance + epsilon), computed in float64."""
+
+    def moving_average(self, moving: Array, value: Array, momentum: float) -> None:
+        """In place: moving = moving * momentum + value * (1 - momentum)."""
+
+    def scale_shift(self, x: Array, scale: Array, shift: Array) -> Array: ...
+
+    def batchnorm_backward(
+        self, x: Array, dy: Array, gamma: Array, mean: Array, inv_std: Array, batch_statistics: bool
+    ) -> tuple[Array, Array, Array]: ...
+
+    def relu_forward(self, x: Array) -> Array: ...
+
+    def relu_backward(self, y: Array, dy: Array) -> Array: ...
+
+    def softmax(self, logits: Array) -> Array: ...
+
+    def softmax_backward(self, probs: Array, dy: Array) -> Array: ...
+
+    def softmax_cross_entropy(self, logits: Array, targets: Array) -> tuple[float, Array]:
+        """Mean loss and its gradient (softmax - targets) / N."""
+
+    def dropout_mask(self, rng: np.random.Generator, shape: tuple, rate: float) -> Array: ...
+
+    def dropout_forward(self, x: Array, keep: Array, rate: float) -> Array: ...
+
+    def dropout_backward(self, dy: Array, keep: Array, rate: float) -> Array: ...
+
+    # -- optimizers (in place) ----------------------------------------------------------------
+    def adam_update(
+        self, param: Array, grad: Array, m: Array, v: Array, alpha: float, beta_1: float, beta_2: float, epsilon: float
+    ) -> None: ...
+
+    def sgd_update(self, param: Array, grad: Array, learning_rate: float) -> None: ...
+
+
+OPTIONAL = ("scale_relu_maxpool", "scale_relu_maxpool_backward")  # fused kernels a module may add
+
+
+def interface_functions() -> list[str]:
+    """The names every kernel module must define."""
+    return sorted(name for name in vars(Kernels) if not name.startswith("_") and callable(vars(Kernels)[name]))
+
+
+def missing_functions(module: Any) -> list[str]:
+    """What `module` lacks of the interface (empty when it implements all of it)."""
+    missing = [name for name in interface_functions() if not callable(getattr(module, name, None))]
+    return missing + ([] if isinstance(getattr(module, "NAME", None), str) else ["NAME"])

@@ -1,0 +1,246 @@
+"""Callbacks with Keras' names, arguments and semantics, run by numnet's one training loop.
+
+`model.fit(..., callbacks=[EarlyStopping(patience=2, restore_best_weights=True)])` behaves as in
+Keras on every backend: the loop calls `on_train_begin`, `on_epoch_begin(epoch)`,
+`on_epoch_end(epoch, logs)` and `on_train_end`, with `epoch` counted from 0 in this `fit` call and
+`logs` holding loss, accuracy and (with validation) val_loss, val_accuracy. A callback may set
+`model.stop_training`, read and set `model.learning_rate`, and get, set or save the weights.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from numnet.errors import InputError
+
+Logs = dict[str, float]
+
+
+class Callback:
+    model: Any = None
+
+    def set_model(self, model: Any) -> None:
+        self.model = model
+
+    def on_train_begin(self, logs: Logs | None = None) -> None: ...
+
+    def on_epoch_begin(self, epoch: int, logs: Logs | None = None) -> None: ...
+
+    def on_epoch_end(self, epoch: int, logs: Logs | None = None) -> None: ...
+
+    def on_train_end(self, logs: Logs | None = None) -> None: ...
+
+
+class LambdaCallback(Callback):
+    """A callback from plain functions, as keras.callbacks.LambdaCallback."""
+
+    def __init__(
+        self,
+        on_epoch_begin: Callable[[int, Logs], None] | None = None,
+        on_epoch_end: Callable[[int, Logs], None] | None = None,
+        on_train_begin: Callable[[Logs], None] | None = None,
+        on_train_end: Callable[[Logs], None] | None = None,
+    ) -> None:
+        none2 = lambda *_: None  # noqa: E731
+        self.on_epoch_begin = on_epoch_begin or none2
+        self.on_epoch_end = on_epoch_end or none2
+        self.on_train_begin = on_train_begin or none2
+        self.on_train_end = on_train_end or none2
+
+
+def _monitor_direction(monitor: str, mode: str, who: str) -> str:
+    """'min' or 'max' for a monitored quantity; 'auto' reads it from the name as Keras does."""
+    if mode not in ("auto", "min", "max"):
+        raise InputError(f"{who} mode must be 'auto', 'min' or 'max', got {mode!r}")
+    if mode != "auto":
+        return mode
+    name = monitor.removeprefix("val_")
+    if name == "loss":
+        return "min"
+    if name in ("accuracy", "acc"):
+        return "max"
+    raise InputError(f"{who} cannot tell whether {monitor!r} should go up or down; pass mode='min' or mode='max'")
+
+
+def _monitored(logs: Logs | None, monitor: str, who: str) -> float | None:
+    value = (logs or {}).get(monitor)
+    if value is None:
+        print(f"warning: {who} monitors {monitor!r}, which is not in this epoch's logs "
+              f"(available: {sorted(logs or {})})", file=sys.stderr)  # fmt: skip
+    return value
+
+
+class EarlyStopping(Callback):
+    """Stops training when `monitor` has not improved by more than `min_delta` for `patience` epochs."""
+
+    def __init__(
+        self,
+        monitor: str = "val_loss",
+        min_delta: float = 0.0,
+        patience: int = 0,
+        verbose: int = 0,
+        mode: str = "auto",
+        baseline: float | None = None,
+        restore_best_weights: bool = False,
+        start_from_epoch: int = 0,
+    ) -> None:
+        if isinstance(patience, bool) or not isinstance(patience, int) or patience < 0:
+            raise InputError(f"EarlyStopping patience must be a non-negative integer, got {patience!r}")
+        self.monitor, self.patience, self.verbose, self.baseline = monitor, patience, verbose, baseline
+        self.direction = _monitor_direction(monitor, mode, "EarlyStopping")
+        self.min_delta = abs(min_delta)
+        self.restore_best_weights, self.start_from_epoch = restore_best_weights, start_from_epoch
+        self.on_train_begin()
+
+    def _is_improvement(self, value: float, reference: float | None) -> bool:
+        if reference is None:
+            return True
+        if self.direction == "min":
+            return value + self.min_delta < reference
+        return value - self.min_delta > reference
+
+    def on_train_begin(self, logs=None):
+        self.wait, self.stopped_epoch, self.best, self.best_weights, self.best_epoch = 0, 0, None, None, 0
+
+    def on_epoch_end(self, epoch, logs=None):
+        current = _monitored(logs, self.monitor, "EarlyStopping")
+        if current is None or epoch < self.start_from_epoch:
+            return
+        if self.restore_best_weights and self.best_weights is None:
+            self.best_weights, self.best_epoch = self.model.get_weights(), epoch
+        self.wait += 1
+        if self._is_improvement(current, self.best):
+            self.best, self.best_epoch = current, epoch
+            if self.restore_best_weights:
+                self.best_weights = self.model.get_weights()
+            if self.baseline is None or self._is_improvement(current, self.baseline):
+                self.wait = 0
+            return
+        if self.wait >= self.patience and epoch > 0:
+            self.stopped_epoch = epoch
+            self.model.stop_training = True
+
+    def on_train_end(self, logs=None):
+        if self.stopped_epoch > 0 and self.verbose > 0:
+            print(f"Epoch {self.stopped_epoch + 1}: early stopping")
+        if self.restore_best_weights and self.best_weights is not None:
+            if self.verbose > 0:
+                print(f"Restoring model weights from the end of the best epoch: {self.best_epoch + 1}.")
+            self.model.set_weights(self.best_weights)
+
+
+class ModelCheckpoint(Callback):
+    """Saves the model after each epoch (atomically), or only when `monitor` improves.
+
+    `filepath` may hold `{epoch}` and log keys, e.g. "model-{epoch:02d}-{val_loss:.3f}.npz".
+    """
+
+    def __init__(
+        self,
+        filepath: str | Path,
+        monitor: str = "val_loss",
+        verbose: int = 0,
+        save_best_only: bool = False,
+        mode: str = "auto",
+        initial_value_threshold: float | None = None,
+    ) -> None:
+        self.filepath, self.monitor, self.verbose, self.save_best_only = str(filepath), monitor, verbose, save_best_only
+        self.direction = _monitor_direction(monitor, mode, "ModelCheckpoint") if save_best_only else "min"
+        default = math.inf if self.direction == "min" else -math.inf
+        self.best = default if initial_value_threshold is None else initial_value_threshold
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        path = self.filepath.format(epoch=epoch + 1, **logs)
+        if self.save_best_only:
+            current = _monitored(logs, self.monitor, "ModelCheckpoint")
+            if current is None:
+                return
+            better = current < self.best if self.direction == "min" else current > self.best
+            if not better:
+                return
+            if self.verbose > 0:
+                print(f"Epoch {epoch + 1}: {self.monitor} improved from {self.best:.5f} to {current:.5f}; saving")
+            self.best = current
+        self.model.save(path)
+
+
+class LearningRateScheduler(Callback):
+    """Sets the learning rate at each epoch's start to `schedule(epoch, lr)` (or `schedule(epoch)`)."""
+
+    def __init__(self, schedule: Callable[..., float], verbose: int = 0) -> None:
+        self.schedule, self.verbose = schedule, verbose
+
+    def on_epoch_begin(self, epoch, logs=None):
+        lr = float(self.model.learning_rate)
+        try:
+            lr = self.schedule(epoch, lr)
+        except TypeError:  # a one-argument schedule, as Keras allows
+            lr = self.schedule(epoch)
+        if isinstance(lr, bool) or not isinstance(lr, int | float) or not math.isfinite(lr):
+            raise InputError(f"the learning-rate schedule must return a finite number, got {lr!r}")
+        self.model.learning_rate = float(lr)
+        if self.verbose > 0:
+            print(f"Epoch {epoch + 1}: LearningRateScheduler setting learning rate to {lr}.")
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs["learning_rate"] = float(self.model.learning_rate)
+
+
+class ReduceLROnPlateau(Callback):
+    """Multiplies the learning rate by `factor` when `monitor` has not improved for `patience` epochs."""
+
+    def __init__(
+        self,
+        monitor: str = "val_loss",
+        factor: float = 0.1,
+        patience: int = 10,
+        verbose: int = 0,
+        mode: str = "auto",
+        min_delta: float = 1e-4,
+        cooldown: int = 0,
+        min_lr: float = 0.0,
+    ) -> None:
+        if factor >= 1.0:
+            raise InputError(f"ReduceLROnPlateau does not support a factor >= 1.0, got {factor}")
+        self.monitor, self.factor, self.patience, self.verbose = monitor, factor, patience, verbose
+        # Keras' own rule for 'auto' here: maximise anything with "acc" in its name.
+        self.direction = mode if mode in ("min", "max") else ("max" if "acc" in monitor else "min")
+        self.min_delta, self.cooldown, self.min_lr = min_delta, cooldown, min_lr
+        self.on_train_begin()
+
+    def on_train_begin(self, logs=None):
+        self.best = math.inf if self.direction == "min" else -math.inf
+        self.cooldown_counter, self.wait = 0, 0
+
+    def _improved(self, current: float) -> bool:
+        if self.direction == "min":
+            return current < self.best - self.min_delta
+        return current > self.best + self.min_delta
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs if logs is not None else {}
+        logs["learning_rate"] = float(self.model.learning_rate)
+        current = _monitored(logs, self.monitor, "ReduceLROnPlateau")
+        if current is None:
+            return
+        if self.cooldown_counter > 0:
+            self.cooldown_counter -= 1
+            self.wait = 0
+        if self._improved(current):
+            self.best, self.wait = current, 0
+        elif self.cooldown_counter <= 0:
+            self.wait += 1
+            if self.wait >= self.patience:
+                old = float(self.model.learning_rate)
+                if old > self.min_lr:
+                    new = max(old * self.factor, self.min_lr)
+                    self.model.learning_rate = new
+                    if self.verbose > 0:
+                        print(f"Epoch {epoch + 1}: ReduceLROnPlateau reducing learning rate to {new}.")
+                    self.cooldown_counter, self.wait = self.cooldown, 0

@@ -1,0 +1,75 @@
+"""Writing files without ever leaving a half-written one, and where numnet keeps its files.
+
+Everything numnet writes (models, records, caches, reports) goes through `atomic_write`, so an
+interrupted or failed write leaves the previous file as it was.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+
+def numnet_home() -> Path:
+    """$NUMNET_HOME, default ~/.cache/numnet: the MNIST cache, trained models, protocol results."""
+    return Path(os.environ.get("NUMNET_HOME", Path.home() / ".cache" / "numnet"))
+
+
+def models_dir() -> Path:
+    """Where the training CLI saves models and the drawing apps look for them."""
+    return numnet_home() / "models"
+
+
+def _umask() -> int:
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return umask
+
+
+# Read once at import: os.umask can only be read by setting it, which is not thread-safe.
+NEW_FILE_MODE = 0o666 & ~_umask()
+
+
+@contextlib.contextmanager
+def atomic_write(path: str | Path, mode: str = "wb"):
+    """Yields a temp file beside `path`; it replaces `path` only once fully written and synced."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        os.chmod(tmp, NEW_FILE_MODE)  # mkstemp makes 0600; a saved file should read like any other
+        with os.fdopen(fd, mode) as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path):
+    """Yields a temp path beside `path` (same suffix) for writers that want a file name, not a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix)
+    os.close(fd)
+    try:
+        yield tmp
+        os.chmod(tmp, NEW_FILE_MODE)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def write_json(path: str | Path, data: Any) -> None:
+    with atomic_write(path, "w") as f:
+        json.dump(data, f, indent=2)

@@ -1,0 +1,232 @@
+"""One training run, start to finish: build or resume, train with a checkpoint after every epoch,
+measure on the test set and write the run record.
+
+`numnet.train` and `numnet.experiments` both drive runs through here, so they share one record
+format (which `numnet.report` draws) and one way to resume: the checkpoint carries the run's
+settings and history in its header, so an interrupted run finishes as it was started, in its
+original place, with its whole history.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import numnet
+from numnet import data, specs
+from numnet.backends import get_backend
+from numnet.callbacks import EarlyStopping, LambdaCallback
+from numnet.errors import NumnetError
+from numnet.files import read_header
+from numnet.io import atomic_write, write_json
+from numnet.loading import load_model
+from numnet.machine import describe_device
+from numnet.saving import save_model
+
+SETTINGS = ("epochs", "batch_size", "validation_split", "seed", "train_samples", "test_samples", "early_stopping")
+
+
+class RunError(NumnetError):
+    """A run's checkpoint, settings or results that cannot be used."""
+
+
+@dataclass(frozen=True)
+class RunFiles:
+    """Where one run keeps its files: the model, its record, its checkpoint, its test probabilities."""
+
+    model: Path
+    record: Path
+    checkpoint: Path
+    probabilities: Path
+
+    @classmethod
+    def folder(cls, folder: Path) -> RunFiles:
+        """One folder per run (the experiments grid): model.npz, run.json, ..."""
+        return cls(folder / "model.npz", folder / "run.json", folder / "checkpoint.npz",
+                   folder / "test_probabilities.npy")  # fmt: skip
+
+    @classmethod
+    def named(cls, folder: Path, name: str) -> RunFiles:
+        """Runs side by side in one folder (the training CLI): mlp.npz, mlp.run.json, ..."""
+        return cls(folder / f"{name}.npz", folder / f"{name}.run.json", folder / f"{name}.checkpoint.npz",
+                   folder / f"{name}.test_probabilities.npy")  # fmt: skip
+
+    @classmethod
+    def of_checkpoint(cls, checkpoint: Path) -> RunFiles:
+        if checkpoint.name == "checkpoint.npz":
+            return cls.folder(checkpoint.parent)
+        return cls.named(checkpoint.parent, checkpoint.name.removesuffix(".npz").removesuffix(".checkpoint"))
+
+
+@dataclass
+class Run:
+    """A run in progress: what it trains, with which settings, and the history so far."""
+
+    name: str
+    model_choice: str  # mlp, cnn or a spec file
+    settings: dict[str, Any]
+    model: Any
+    history: dict[str, list[float]] = field(default_factory=dict)
+
+    def state(self) -> dict[str, Any]:
+        """What the checkpoint header carries to resume this run."""
+        return {"name": self.name, "model": self.model_choice, "settings": self.settings, "history": self.history}
+
+
+def clean_settings(settings: dict[str, Any]) -> dict[str, Any]:
+    """The training settings of a run, without unset options."""
+    return {key: settings[key] for key in SETTINGS if settings.get(key) is not None}
+
+
+def new_run(name: str, model_choice: str, settings: dict[str, Any], backend: str, **build_options: Any) -> Run:
+    spec = specs.resolve(model_choice)
+    settings = clean_settings(settings)
+    model = get_backend(backend).build(spec, seed=settings.get("seed", 0), **build_options)
+    return Run(name, model_choice, settings, model)
+
+
+def resume_run(checkpoint: Path, backend: str | None = None, fallback: Run | None = None) -> Run:
+    """The run a checkpoint holds, on its own backend unless another is named.
+
+    A checkpoint written by an older numnet (or by `model.save`) has no run state: `fallback` gives
+    the settings, and the epochs before it are missing from the history (with a warning).
+    """
+    header = read_header(checkpoint)
+    model = load_model(checkpoint, backend=backend)
+    state = header.get("run")
+    if not isinstance(state, dict) or not isinstance(state.get("settings"), dict):
+        if fallback is None:
+            raise RunError(f"'{checkpoint}' holds no run settings; start the run again")
+        print(f"warning: '{checkpoint}' holds no run history; the first {model.epochs_done} epoch(s) of this run "
+              "will be missing from its history", file=sys.stderr)  # fmt: skip
+        return Run(fallback.name, fallback.model_choice, fallback.settings, model)
+    history = state.get("history") if isinstance(state.get("history"), dict) else {}
+    history = {str(key): list(values)[: model.epochs_done] for key, values in history.items()}
+    return Run(str(state.get("name")), str(state.get("model")), clean_settings(state["settings"]), model, history)
+
+
+def confusion_matrix(labels: np.ndarray, predicted: np.ndarray, classes: int = 10) -> np.ndarray:
+    """Rows are the true digits, columns the predicted ones."""
+    matrix = np.zeros((classes, classes), dtype=np.int64)
+    np.add.at(matrix, (labels, predicted), 1)
+    return matrix
+
+
+def _subset(mnist, settings: dict[str, Any]):
+    (x_train, y_train), (x_test, y_test) = mnist
+    n_train, n_test = settings.get("train_samples"), settings.get("test_samples")
+    return (x_train[:n_train], y_train[:n_train]), (x_test[:n_test], y_test[:n_test])
+
+
+def train(run: Run, files: RunFiles, mnist=None, verbose: bool = True, on_epoch=None) -> dict[str, Any]:
+    """Trains `run` to its epochs, checkpointing after each one, then measures it and writes its record.
+
+    Ctrl-C saves the checkpoint and re-raises KeyboardInterrupt; `on_epoch(run)` runs after each
+    epoch's checkpoint (progress displays).
+    """
+    model, settings = run.model, run.settings
+    mnist = mnist if mnist is not None else data.load_mnist()
+    (x_train, y_train), (x_test, y_test) = _subset(mnist, settings)
+    x_train, x_test = data.to_model_input(x_train), data.to_model_input(x_test)
+    past = run.history
+
+    def merged() -> dict[str, list[float]]:
+        now = model.history or {}
+        return {key: past.get(key, []) + now.get(key, []) for key in {**past, **now}}
+
+    def checkpoint(epoch: int, logs: dict[str, float]) -> None:
+        save_model(model, files.checkpoint, run={**run.state(), "history": merged()})
+        if on_epoch is not None:
+            on_epoch(run)
+
+    callbacks = []
+    if settings.get("early_stopping") is not None:
+        monitor = "val_loss" if settings.get("validation_split") else "loss"
+        callbacks.append(EarlyStopping(monitor, patience=settings["early_stopping"], restore_best_weights=True))
+    callbacks.append(LambdaCallback(on_epoch_end=checkpoint))
+    try:
+        model.fit(
+            x_train, y_train, epochs=max(settings["epochs"] - model.epochs_done, 0),
+            batch_size=settings["batch_size"], validation_split=settings.get("validation_split", 0.0),
+            verbose=int(verbose), callbacks=callbacks,
+        )  # fmt: skip
+    except KeyboardInterrupt:
+        save_model(model, files.checkpoint, run={**run.state(), "history": merged()})
+        raise
+    run.history = merged()
+    return finish(run, files, x_test, y_test)
+
+
+def finish(run: Run, files: RunFiles, x_test: np.ndarray, y_test: np.ndarray) -> dict[str, Any]:
+    """Measures the trained model on the test set, saves it and its record, removes the checkpoint."""
+    model = run.model
+    start = time.perf_counter()
+    probabilities = model.predict(x_test)
+    test_seconds = time.perf_counter() - start
+    predicted = probabilities.argmax(axis=1)
+    matrix = confusion_matrix(y_test, predicted, model.num_classes)
+    record = {
+        "name": run.name,
+        "model": run.model_choice,
+        "settings": run.settings,
+        "spec": model.spec,
+        "params": model.count_params(),
+        "backend": model.backend,
+        "device": describe_device(model),
+        "train_seconds": float(sum(run.history.get("seconds", []))),
+        "test_seconds": test_seconds,
+        "history": run.history,
+        "test_samples": int(len(y_test)),
+        "test_accuracy": float((predicted == y_test).mean()),
+        "per_digit_accuracy": {str(d): float(matrix[d, d] / max(matrix[d].sum(), 1)) for d in range(10)},
+        "confusion": matrix.tolist(),
+        "model_file": files.model.name,
+        "probabilities_file": files.probabilities.name,
+        "finished": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "numnet_version": numnet.__version__,
+    }
+    save_model(model, files.model)
+    with atomic_write(files.probabilities) as f:
+        np.save(f, probabilities.astype(np.float32), allow_pickle=False)
+    write_json(files.record, record)
+    files.checkpoint.unlink(missing_ok=True)
+    return record
+
+
+RECORD_KEYS = {"name", "settings", "backend", "history", "test_accuracy", "per_digit_accuracy", "confusion"}
+
+
+def read_record(path: Path) -> dict[str, Any]:
+    """A finished run's record; RunError names the file when it is missing or damaged."""
+    try:
+        record = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise RunError(f"'{path}' is missing: the run did not finish; run it again to complete it") from None
+    except (OSError, UnicodeDecodeError, ValueError) as error:
+        raise RunError(f"'{path}' is corrupt ({error}); delete the run's files and run it again") from None
+    if not isinstance(record, dict) or not RECORD_KEYS <= set(record):
+        missing = sorted(RECORD_KEYS - set(record)) if isinstance(record, dict) else sorted(RECORD_KEYS)
+        raise RunError(f"'{path}' lacks {missing}; delete the run's files and run it again")
+    return record
+
+
+def read_probabilities(record_path: Path, record: dict[str, Any]) -> np.ndarray:
+    """The test-set probabilities saved beside a record, checked against its test-set size."""
+    path = record_path.parent / Path(str(record.get("probabilities_file", "test_probabilities.npy"))).name
+    n_test = record.get("test_samples")
+    try:
+        probabilities = np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise RunError(f"'{path}' is missing; delete the run's files and run it again") from None
+    except (OSError, ValueError) as error:
+        raise RunError(f"'{path}' is corrupt ({error}); delete the run's files and run it again") from None
+    if probabilities.ndim != 2 or probabilities.shape[0] != n_test:
+        raise RunError(f"'{path}' holds shape {probabilities.shape}; expected ({n_test}, classes)")
+    return probabilities

@@ -1,0 +1,24 @@
+"""Saving a model of any backend: numnet's own format, or a Keras file for .keras / .h5 names."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from numnet.files import write_model
+from numnet.keras_files import is_keras_file, write_keras_file
+
+
+def save_model(model: Any, path: str | Path, run: dict[str, Any] | None = None) -> None:
+    """Writes `model` atomically; `run` (a run's settings and history) rides in a numnet file's header."""
+    if is_keras_file(path):
+        return write_keras_file(model.spec, model.get_weights(), path)
+    write_model(
+        path,
+        spec=model.spec,
+        backend=model.backend,
+        epochs_done=model.epochs_done,
+        weights=model.get_weights(),
+        optimizer_state=model.optimizer.get_state(),
+        run=run,
+    )

@@ -1,0 +1,240 @@
+"""The Model API every backend shares: one training loop, one set of input checks, callbacks.
+
+A backend subclasses `ModelAPI` and supplies how to run one epoch, evaluate, predict and read or
+write its weights; everything the user sees — argument checks and their messages, the progress
+bar, history, the NaN/inf stop, validation, callbacks, set_weights checks and saving — is written
+here once.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from numnet import specs
+from numnet.callbacks import Callback
+from numnet.errors import InputError, TrainingDiverged
+from numnet.saving import save_model
+
+History = dict[str, list[float]]
+
+
+def check_count(name: str, value: Any, minimum: int = 1) -> int:
+    """An integer argument such as batch_size or epochs, refused by name if it is anything else."""
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < minimum:
+        raise InputError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def check_fraction(name: str, value: Any) -> float:
+    """A fraction in [0, 1), such as validation_split."""
+    if isinstance(value, bool) or not isinstance(value, int | float | np.floating) or not 0 <= value < 1:
+        raise InputError(f"{name} must be in [0, 1), got {value!r}")
+    return float(value)
+
+
+class EpochProgress:
+    """What an epoch runner reports step by step: the loop draws the bar and stops on NaN/inf."""
+
+    def __init__(self, epoch: int, steps: int, verbose: int) -> None:
+        self.epoch, self.steps, self.step = epoch, steps, 0
+        self.bar = tqdm(total=steps, desc=f"epoch {epoch}", unit="step", disable=verbose == 0, dynamic_ncols=True)
+
+    def begin_step(self, step: int) -> None:
+        self.step = step
+
+    def end_step(self, running_loss: float, running_accuracy: float) -> None:
+        """Running means over the epoch so far, as Keras logs them."""
+        if not math.isfinite(running_loss):
+            raise TrainingDiverged(f"loss became {running_loss}")
+        self.bar.update(1)
+        if self.step % 10 == 0 or self.step == self.steps - 1:
+            self.bar.set_postfix(loss=f"{running_loss:.4f}", accuracy=f"{running_accuracy:.4f}")
+
+    def diverged(self, error: TrainingDiverged) -> TrainingDiverged:
+        return TrainingDiverged(
+            f"{error} at epoch {self.epoch}, step {self.step + 1} of {self.steps}; "
+            "lower the learning rate or check the data"
+        )
+
+
+class ModelAPI:
+    """fit / evaluate / predict / get_weights / set_weights / save, as a Keras user expects them.
+
+    Subclasses set `spec`, `input_shape`, `num_classes`, `dtype`, `backend`, `seed`, `optimizer`
+    and `epochs_done`, and implement the hooks below.
+    """
+
+    spec: specs.Spec
+    input_shape: tuple[int, ...]
+    num_classes: int
+    dtype: np.dtype
+    backend: str
+    epochs_done: int
+    stop_training: bool = False
+    history: History | None = None
+    learning_rate: float  # a property on each backend: callbacks read and set it
+
+    # -- what a backend supplies ---------------------------------------------------------------
+    def _train_epoch(self, x: np.ndarray, y: np.ndarray, batch_size: int, shuffle: bool, progress: EpochProgress):
+        """One pass over (x, y); returns the epoch's mean loss and accuracy."""
+        raise NotImplementedError
+
+    def _evaluate(self, x: np.ndarray, y: np.ndarray, batch_size: int) -> tuple[float, float]:
+        raise NotImplementedError
+
+    def _predict(self, x: np.ndarray, batch_size: int) -> np.ndarray:
+        raise NotImplementedError
+
+    def _assign_weights(self, weights: list[np.ndarray]) -> None:
+        raise NotImplementedError
+
+    def get_weights(self) -> list[np.ndarray]:
+        """Copies, in Keras order and layout."""
+        raise NotImplementedError
+
+    # -- input checks --------------------------------------------------------------------------
+    def _check_x(self, x: Any, name: str = "x") -> np.ndarray:
+        if not isinstance(x, np.ndarray):
+            raise InputError(f"{name} must be a NumPy array, got {type(x).__name__}")
+        if x.ndim == len(self.input_shape) and self.input_shape[-1] == 1:
+            x = x[..., None]  # (N, 28, 28) -> (N, 28, 28, 1)
+        if x.shape[1:] != self.input_shape:
+            raise InputError(
+                f"{name} has shape {x.shape}; this model takes (N, {', '.join(map(str, self.input_shape))})"
+            )
+        if x.shape[0] == 0:
+            raise InputError(f"{name} is empty")
+        if not np.issubdtype(x.dtype, np.floating):
+            raise InputError(
+                f"{name} has dtype {x.dtype}; pass floats in [0, 1] "
+                "(numnet.data.to_model_input converts uint8 MNIST images)"
+            )
+        if not np.isfinite(x).all():
+            bad = int((~np.isfinite(x)).reshape(x.shape[0], -1).any(axis=1).sum())
+            raise InputError(f"{name} contains NaN or infinite values in {bad} sample(s)")
+        return np.ascontiguousarray(x, dtype=self.dtype)
+
+    def _check_y(self, y: Any, n: int, name: str = "y") -> np.ndarray:
+        y = np.asarray(y)
+        if y.ndim == 2 and self.spec["loss"] == "categorical_crossentropy":
+            if y.shape != (n, self.num_classes):
+                raise InputError(f"{name} has shape {y.shape}; expected ({n}, {self.num_classes}) one-hot")
+            return y
+        if y.ndim != 1 or y.shape[0] != n:
+            raise InputError(f"{name} has shape {y.shape}; expected ({n},) integer class ids")
+        if not np.issubdtype(y.dtype, np.integer):
+            raise InputError(f"{name} has dtype {y.dtype}; labels must be integer class ids")
+        if y.min() < 0 or y.max() >= self.num_classes:
+            raise InputError(f"{name} has labels outside 0..{self.num_classes - 1}")
+        return y.astype(np.intp)
+
+    # -- the one training loop -----------------------------------------------------------------
+    def fit(
+        self,
+        x: np.ndarray,
+        y: np.ndarray,
+        epochs: int = 1,
+        batch_size: int = 32,
+        validation_split: float = 0.0,
+        validation_data: tuple[np.ndarray, np.ndarray] | None = None,
+        shuffle: bool = True,
+        verbose: int = 1,
+        callbacks: list[Callback] | None = None,
+    ) -> History:
+        """Trains like Keras: validation_split takes the *last* fraction of x before shuffling.
+
+        Returns per-epoch lists: loss, accuracy, (val_loss, val_accuracy,) seconds, and whatever
+        the callbacks add to the logs (learning_rate). Also kept as `model.history`.
+        """
+        epochs = check_count("epochs", epochs, minimum=0)
+        batch_size = check_count("batch_size", batch_size)
+        validation_split = check_fraction("validation_split", validation_split)
+        x = self._check_x(x)
+        y = self._check_y(y, x.shape[0])
+        if validation_split and validation_data is None:
+            n_train = int(x.shape[0] * (1 - validation_split))
+            if n_train == 0 or n_train == x.shape[0]:
+                raise InputError(f"validation_split {validation_split} leaves no training or validation data")
+            validation_data = (x[n_train:], y[n_train:])
+            x, y = x[:n_train], y[:n_train]
+        if validation_data is not None:
+            val_x = self._check_x(validation_data[0], "validation x")
+            val_y = self._check_y(validation_data[1], val_x.shape[0], "validation y")
+
+        history: History = {"loss": [], "accuracy": []}
+        if validation_data is not None:
+            history.update(val_loss=[], val_accuracy=[])
+        history["seconds"] = []
+        self.history, self.stop_training = history, False
+        callbacks = list(callbacks or [])
+        for callback in callbacks:
+            callback.set_model(self)
+            callback.on_train_begin()
+        steps = -(-x.shape[0] // batch_size)
+        for epoch in range(epochs):
+            for callback in callbacks:
+                callback.on_epoch_begin(epoch)
+            start = time.perf_counter()
+            progress = EpochProgress(self.epochs_done + 1, steps, verbose)
+            with progress.bar:
+                try:
+                    loss, accuracy = self._train_epoch(x, y, batch_size, shuffle, progress)
+                except TrainingDiverged as error:
+                    raise progress.diverged(error) from None
+                logs = {"loss": float(loss), "accuracy": float(accuracy)}
+                if validation_data is not None:
+                    val_loss, val_accuracy = self._evaluate(val_x, val_y, 1000)
+                    logs.update(val_loss=float(val_loss), val_accuracy=float(val_accuracy))
+                progress.bar.set_postfix({key: f"{value:.4f}" for key, value in logs.items()})
+            recorded = set(logs)
+            for key, value in logs.items():
+                history[key].append(value)
+            history["seconds"].append(time.perf_counter() - start)
+            self.epochs_done += 1
+            for callback in callbacks:
+                callback.on_epoch_end(epoch, logs)
+            for key, value in logs.items():  # as Keras' History, keep what the callbacks logged
+                if key in recorded:
+                    history[key][-1] = value
+                else:
+                    history.setdefault(key, []).append(value)
+            if self.stop_training:
+                break
+        for callback in callbacks:
+            callback.on_train_end()
+        return history
+
+    def evaluate(self, x: np.ndarray, y: np.ndarray, batch_size: int = 1000) -> dict[str, float]:
+        """Mean loss and accuracy in inference mode (BN moving statistics, no dropout)."""
+        batch_size = check_count("batch_size", batch_size)
+        x = self._check_x(x)
+        y = self._check_y(y, x.shape[0])
+        loss, accuracy = self._evaluate(x, y, batch_size)
+        return {"loss": float(loss), "accuracy": float(accuracy)}
+
+    def predict(self, x: np.ndarray, batch_size: int = 1000) -> np.ndarray:
+        """Class probabilities, (N, classes) float32, in inference mode."""
+        batch_size = check_count("batch_size", batch_size)
+        return np.asarray(self._predict(self._check_x(x), batch_size), dtype=np.float32)
+
+    def set_weights(self, weights: list[np.ndarray]) -> None:
+        """Weights in Keras order and layout (as get_weights returns them), checked before any is set."""
+        own = self.get_weights()
+        if len(weights) != len(own):
+            raise InputError(f"set_weights got {len(weights)} arrays; this model has {len(own)}")
+        for i, (target, new) in enumerate(zip(own, weights)):
+            if np.shape(new) != target.shape:
+                raise InputError(f"weight {i} has shape {np.shape(new)}; expected {target.shape}")
+            if not np.isfinite(np.asarray(new)).all():
+                raise InputError(f"weight {i} contains NaN or infinite values")
+        self._assign_weights([np.asarray(new, dtype=target.dtype) for target, new in zip(own, weights)])
+
+    def save(self, path: str | Path) -> None:
+        """One file with spec, weights and optimizer state (a Keras file for .keras/.h5), atomically."""
+        save_model(self, path)

@@ -1,0 +1,289 @@
+"""Every kernel module implements the written interface and agrees with the NumPy reference,
+kernel by kernel and for whole training steps (as tinygrad's helper_test_op checks every op
+against one reference). A new kernel module is tested by its one line in KERNEL_MODULES.
+
+Tolerances (float32): kernels that only move or select values must match exactly; sums and
+products may differ by reordering, so they are compared at rtol 1e-5 / atol 1e-6 relative to the
+data's scale (float32 has ~7 significant digits, and BLAS and Numba add in different orders).
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import math
+
+import numpy as np
+import pytest
+
+import numnet
+from numnet.backends import KERNEL_MODULES
+from numnet.backends import numpy_kernels as ref
+from numnet.backends.interface import Kernels, interface_functions, missing_functions
+
+RTOL, ATOL = 1e-5, 1e-6
+MODULES = {name: importlib.import_module(module) for name, (module, _) in KERNEL_MODULES.items()}
+# Variants of one module to run every case on: numba compiles each kernel parallel and serial
+# (chosen by array size), so both are tested.
+VARIANTS = [(name, variant) for name, module in MODULES.items()
+            for variant in (("parallel", "serial") if hasattr(module, "PARALLEL_MIN_ELEMENTS") else ("",))]  # fmt: skip
+FAST = [name for name in MODULES if name != "numpy"]  # the modules checked against the reference
+
+
+def _variant(request, monkeypatch):
+    name, variant = request.param
+    module = MODULES[name]
+    if variant:
+        monkeypatch.setattr(module, "PARALLEL_MIN_ELEMENTS", 0 if variant == "parallel" else 2**62)
+    return module
+
+
+def _ids(variant):
+    return "-".join(filter(None, variant))
+
+
+@pytest.fixture(params=[v for v in VARIANTS if v[0] in FAST], ids=_ids)
+def kernels(request, monkeypatch):
+    """A kernel module other than the reference, in each of its variants."""
+    return _variant(request, monkeypatch)
+
+
+@pytest.fixture(params=VARIANTS, ids=_ids)
+def any_kernels(request, monkeypatch):
+    """Every kernel module, the reference included, for kernels checked against plain expectations."""
+    return _variant(request, monkeypatch)
+
+
+@pytest.fixture(params=[v for v in VARIANTS if hasattr(MODULES[v[0]], "scale_relu_maxpool")], ids=_ids)
+def fused_kernels(request, monkeypatch):
+    """Modules with the optional fused kernels (numnet.backends.interface.OPTIONAL)."""
+    return _variant(request, monkeypatch)
+
+
+@pytest.mark.parametrize("name", sorted(MODULES))
+def test_module_implements_the_whole_interface(name):
+    module = MODULES[name]
+    assert missing_functions(module) == []
+    assert module.NAME == name
+    for function in interface_functions():
+        wanted = list(inspect.signature(getattr(Kernels, function)).parameters)[1:]  # without self
+        assert list(inspect.signature(getattr(module, function)).parameters) == wanted, function
+
+
+def test_every_interface_function_has_a_reference_test():
+    assert set(interface_functions()) <= COVERED
+
+
+COVERED = {"dense_forward", "dense_backward", "conv2d_forward", "conv2d_backward", "maxpool2d_forward",
+           "maxpool2d_backward", "channel_moments", "scale_shift", "batchnorm_backward", "relu_forward",
+           "relu_backward", "dropout_forward", "dropout_backward", "adam_update", "sgd_update", "asarray",
+           "to_numpy", "zeros", "ones", "one_hot", "count_correct", "inverse_std", "moving_average", "softmax",
+           "softmax_backward", "softmax_cross_entropy", "dropout_mask"}  # fmt: skip
+
+
+def close(actual, expected, rtol=RTOL, atol=ATOL):
+    for a, e in zip(
+        actual if isinstance(actual, tuple) else (actual,),
+        expected if isinstance(expected, tuple) else (expected,),
+    ):
+        np.testing.assert_allclose(a, e, rtol=rtol, atol=atol * max(1.0, float(np.abs(e).max())))
+
+
+@pytest.fixture
+def x4(rng):
+    return rng.standard_normal((6, 9, 7, 5)).astype(np.float32)
+
+
+def test_dense(kernels, rng):
+    x, w, b = (rng.standard_normal(s).astype(np.float32) for s in ((16, 30), (30, 7), (7,)))
+    close(kernels.dense_forward(x, w, b), ref.dense_forward(x, w, b))
+    dy = rng.standard_normal((16, 7)).astype(np.float32)
+    close(kernels.dense_backward(x, w, dy), ref.dense_backward(x, w, dy))
+
+
+@pytest.mark.parametrize("padding", ["valid", "same"])
+@pytest.mark.parametrize("k", [2, 3])
+def test_conv2d(kernels, x4, rng, padding, k):
+    w = rng.standard_normal((k, k, 5, 4)).astype(np.float32)
+    b = rng.standard_normal(4).astype(np.float32)
+    y, cols = kernels.conv2d_forward(x4, w, b, padding)
+    y_ref, cols_ref = ref.conv2d_forward(x4, w, b, padding)
+    np.testing.assert_array_equal(cols, cols_ref)  # im2col only moves values
+    close(y, y_ref)
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    close(kernels.conv2d_backward(x4, w, dy, padding, cols), ref.conv2d_backward(x4, w, dy, padding, cols_ref))
+
+
+def test_maxpool_matches_exactly_including_ties(kernels, x4):
+    x = np.round(x4, 0)  # many ties: the first maximum must win in both
+    y, argmax = kernels.maxpool2d_forward(x)
+    y_ref, argmax_ref = ref.maxpool2d_forward(x)
+    np.testing.assert_array_equal(y, y_ref)
+    np.testing.assert_array_equal(argmax, argmax_ref)
+    np.testing.assert_array_equal(
+        kernels.maxpool2d_backward(y, argmax, x.shape), ref.maxpool2d_backward(y, argmax, x.shape)
+    )
+
+
+@pytest.mark.parametrize("batch_statistics", [True, False])
+def test_batchnorm(kernels, x4, rng, batch_statistics):
+    x = x4 * 3 + 2
+    close(kernels.channel_moments(x), ref.channel_moments(x))
+    mean, var = ref.channel_moments(x)
+    gamma = rng.uniform(0.5, 1.5, 5).astype(np.float32)
+    inv_std = (1 / np.sqrt(var + 1e-3)).astype(np.float32)
+    scale, shift = gamma * inv_std, rng.standard_normal(5).astype(np.float32)
+    close(kernels.scale_shift(x, scale, shift), ref.scale_shift(x, scale, shift))
+    dy = rng.standard_normal(x.shape).astype(np.float32)
+    close(
+        kernels.batchnorm_backward(x, dy, gamma, mean, inv_std, batch_statistics),
+        ref.batchnorm_backward(x, dy, gamma, mean, inv_std, batch_statistics),
+    )
+
+
+@pytest.mark.parametrize("batch_statistics", [True, False])
+@pytest.mark.parametrize("shape", [(6, 9, 7, 5), (4, 8, 8, 3)])
+def test_fused_batchnorm_relu_maxpool_matches_the_three_kernels(fused_kernels, rng, shape, batch_statistics):
+    kernels = fused_kernels
+    x = rng.standard_normal(shape).astype(np.float32)
+    mean, var = ref.channel_moments(x)
+    gamma = rng.uniform(0.5, 1.5, shape[-1]).astype(np.float32)
+    inv_std = (1 / np.sqrt(var + 1e-3)).astype(np.float32)
+    scale, shift = gamma * inv_std, rng.standard_normal(shape[-1]).astype(np.float32)
+
+    normalised = ref.scale_shift(x, scale, shift)
+    activated = ref.relu_forward(normalised)
+    pooled, argmax = ref.maxpool2d_forward(activated)
+    fused, fused_argmax = kernels.scale_relu_maxpool(x, scale, shift)
+    close(fused, pooled)
+    open_windows = fused_argmax != kernels.BLOCKED
+    np.testing.assert_array_equal(fused_argmax[open_windows], argmax[open_windows])
+    np.testing.assert_array_equal(fused[~open_windows], 0)
+
+    dy = rng.standard_normal(pooled.shape).astype(np.float32)
+    d_activated = ref.maxpool2d_backward(dy, argmax, x.shape)
+    d_normalised = ref.relu_backward(activated, d_activated)
+    expected = ref.batchnorm_backward(x, d_normalised, gamma, mean, inv_std, batch_statistics)
+    fused_grads = kernels.scale_relu_maxpool_backward(x, dy, fused_argmax, gamma, mean, inv_std, batch_statistics)
+    close(fused_grads, expected)
+
+
+def test_relu_and_dropout_match_exactly(kernels, x4, rng):
+    y = kernels.relu_forward(x4)
+    np.testing.assert_array_equal(y, ref.relu_forward(x4))
+    np.testing.assert_array_equal(kernels.relu_backward(y, x4), ref.relu_backward(y, x4))
+    keep = rng.random(x4.shape) >= 0.3
+    close(kernels.dropout_forward(x4, keep, 0.3), ref.dropout_forward(x4, keep, 0.3), rtol=1e-7)
+    close(kernels.dropout_backward(x4, keep, 0.3), ref.dropout_backward(x4, keep, 0.3), rtol=1e-7)
+
+
+def test_adam_update_in_place(kernels, rng):
+    states = []
+    for module in (kernels, ref):
+        p, g = rng.standard_normal((2, 8, 3)).astype(np.float32)
+        rng = np.random.default_rng(1234)  # same values for both
+        m, v = np.zeros_like(p), np.zeros_like(p)
+        p0 = p.copy()
+        for t in (1, 2, 3):
+            module.adam_update(p, g * t, m, v, 1e-3 * math.sqrt(1 - 0.999**t) / (1 - 0.9**t), 0.9, 0.999, 1e-7)
+        assert not np.array_equal(p, p0)
+        states.append((p, m, v))
+    close(states[0], states[1])
+
+
+@pytest.mark.parametrize("backend", FAST)
+@pytest.mark.parametrize("name", ["mlp", "cnn"])
+def test_whole_network_gradients_agree_in_float64(name, backend, mnist_inputs):
+    """In float64 the two backends differ only by rounding, so every gradient must agree closely.
+
+    (In float32, rounding can flip which pixel of a 2x2 window is the maximum when two are within
+    an ulp, which moves that gradient to a neighbour: a real but harmless difference.)
+    """
+    (x_train, y_train), _ = mnist_inputs
+    spec = without_dropout(numnet.specs.resolve(name))
+    reference, fast = (numnet.build(spec, backend=b, seed=0, dtype=np.float64) for b in ("numpy", backend))
+    x, y = x_train[:256].astype(np.float64), y_train[:256]
+    (loss_ref, grads_ref), (loss_fast, grads_fast) = reference.loss_and_gradients(x, y), fast.loss_and_gradients(x, y)
+    assert loss_fast == pytest.approx(loss_ref, rel=1e-12)
+    scale = max(float(np.abs(g).max()) for g in grads_ref)
+    for g_fast, g_ref in zip(grads_fast, grads_ref):
+        np.testing.assert_allclose(g_fast, g_ref, rtol=1e-7, atol=1e-9 * scale)
+
+
+@pytest.mark.parametrize("backend", FAST)
+@pytest.mark.parametrize("name", ["mlp", "cnn"])
+def test_float32_training_steps_agree(name, backend, mnist_inputs):
+    (x_train, y_train), _ = mnist_inputs
+    spec = without_dropout(numnet.specs.resolve(name))
+    reference, fast = (numnet.build(spec, backend=b, seed=0) for b in ("numpy", backend))
+    for step in range(5):
+        batch = slice(step * 128, (step + 1) * 128)
+        losses = [m.train_step(x_train[batch], y_train[batch])[0] for m in (reference, fast)]
+        assert losses[1] == pytest.approx(losses[0], rel=1e-4)
+    np.testing.assert_allclose(fast.predict(x_train[:256]), reference.predict(x_train[:256]), atol=1e-4)
+
+
+def without_dropout(spec):
+    for layer in spec["layers"]:
+        if layer["type"] == "Dropout":
+            layer["rate"] = 0.0  # identical data flow, so only arithmetic can differ
+    return spec
+
+
+def test_sgd_update_in_place(kernels, rng):
+    p, g = rng.standard_normal((2, 5, 3)).astype(np.float32)
+    expected = p - np.float32(0.1) * g
+    kernels.sgd_update(p, g, 0.1)
+    close(p, expected, rtol=1e-7)
+
+
+def test_softmax_and_fused_loss(kernels, rng):
+    logits = (rng.standard_normal((7, 10)) * 5).astype(np.float32)
+    close(kernels.softmax(logits), ref.softmax(logits))
+    dy = rng.standard_normal((7, 10)).astype(np.float32)
+    close(kernels.softmax_backward(ref.softmax(logits), dy), ref.softmax_backward(ref.softmax(logits), dy))
+    targets = ref.one_hot(np.arange(7) % 10, 10, np.float32)
+    loss, dlogits = kernels.softmax_cross_entropy(logits, targets)
+    loss_ref, dlogits_ref = ref.softmax_cross_entropy(logits, targets)
+    assert loss == pytest.approx(loss_ref, rel=1e-6)
+    close(dlogits, dlogits_ref)
+
+
+def test_array_creation_and_transfer(any_kernels):
+    k = any_kernels
+    for dtype in (np.float32, np.float64):
+        assert k.to_numpy(k.zeros((2, 3), dtype)).tolist() == [[0, 0, 0]] * 2
+        assert k.to_numpy(k.ones((4,), dtype)).dtype == dtype and k.to_numpy(k.ones((4,), dtype)).sum() == 4
+    strided = np.arange(24, dtype=np.float64).reshape(4, 6)[:, ::2]
+    moved = k.asarray(strided, np.float32)
+    back = k.to_numpy(moved)
+    assert back.dtype == np.float32 and back.flags.c_contiguous
+    np.testing.assert_array_equal(back, strided.astype(np.float32))
+
+
+def test_one_hot_and_count_correct(any_kernels):
+    k = any_kernels
+    labels = k.asarray(np.array([2, 0, 1, 2]), np.intp)
+    targets = k.to_numpy(k.one_hot(labels, 3, np.float32))
+    np.testing.assert_array_equal(targets, [[0, 0, 1], [1, 0, 0], [0, 1, 0], [0, 0, 1]])
+    scores = k.asarray(np.array([[0.1, 0.2, 0.7], [0.5, 0.4, 0.1], [0.3, 0.3, 0.4], [0, 0, 1]]), np.float32)
+    assert k.count_correct(scores, labels) == 3
+
+
+def test_batchnorm_statistics_helpers(any_kernels):
+    k = any_kernels
+    variance = k.asarray(np.array([0.0, 1.0, 3.0]), np.float32)
+    np.testing.assert_allclose(k.to_numpy(k.inverse_std(variance, 1e-3, np.float32)),
+                               1 / np.sqrt(np.array([0.0, 1.0, 3.0]) + 1e-3), rtol=1e-6)  # fmt: skip
+    moving = k.asarray(np.array([1.0, 2.0]), np.float32)
+    k.moving_average(moving, k.asarray(np.array([3.0, 0.0]), np.float32), 0.9)
+    np.testing.assert_allclose(k.to_numpy(moving), [1.2, 1.8], rtol=1e-6)
+
+
+def test_dropout_mask_keeps_the_right_fraction_and_repeats_with_the_generator(any_kernels):
+    k = any_kernels
+    masks = [k.to_numpy(k.dropout_mask(np.random.default_rng(5), (200, 300), 0.3)) for _ in range(2)]
+    np.testing.assert_array_equal(masks[0], masks[1])
+    assert masks[0].shape == (200, 300) and abs(masks[0].mean() - 0.7) < 0.01
+    other = k.to_numpy(k.dropout_mask(np.random.default_rng(6), (200, 300), 0.3))
+    assert (other != masks[0]).any()

@@ -1,7 +1,7 @@
 """Backends: each turns a spec into a model with the same API.
 
-numpy and numba share numnet's layers and differ only in their kernel modules;
-tensorflow builds the same spec as a Keras model.
+numpy and numba share numnet's layers and differ only in their kernel modules; tensorflow, jax
+and torch build the same spec as a Keras 3 model on that framework.
 """
 
 from __future__ import annotations
@@ -36,13 +36,16 @@ class KernelBackend:
         return Model(spec, self.kernels(), seed=seed, dtype=dtype)
 
 
-class TensorFlowBackend:
-    """Keras models built from the same spec; TensorFlow is imported only when one is built."""
+class KerasBackend:
+    """Keras 3 models built from the same spec on one framework, imported only when one is built."""
+
+    def __init__(self, framework: str) -> None:
+        self.framework = framework
 
     def build(self, spec, seed: int = 0, dtype=np.float32, strategy: str = "default"):
-        from numnet.backends.tensorflow_backend import build
+        from numnet.backends.keras_backend import build
 
-        return build(spec, seed=seed, dtype=dtype, strategy=strategy)
+        return build(spec, seed=seed, dtype=dtype, strategy=strategy, backend=self.framework)
 
 
 # Every kernel module implements numnet.backends.interface.Kernels and is tested by one line here.
@@ -52,7 +55,7 @@ KERNEL_MODULES = {
 }
 BACKENDS: dict[str, Any] = {
     **{name: KernelBackend(module, requirement) for name, (module, requirement) in KERNEL_MODULES.items()},
-    "tensorflow": TensorFlowBackend(),
+    **{framework: KerasBackend(framework) for framework in ("tensorflow", "jax", "torch")},
 }
 
 

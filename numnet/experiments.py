@@ -137,13 +137,14 @@ def run_one(
     """Trains one run (from its checkpoint when there is one) and writes its record."""
     name = run_name(settings)
     files = runs.RunFiles.folder(run_dir)
-    fresh = runs.new_run(name, settings["model"], settings, backend)
-    run = fresh
     if files.checkpoint.exists():
         try:
-            run = runs.resume_run(files.checkpoint, backend, fallback=fresh)
+            fallback = {"name": name, "model_choice": settings["model"], "settings": settings}
+            run = runs.resume_run(files.checkpoint, backend, fallback=fallback)
         except NumnetError as error:
             raise GridError(f"{error}; delete '{files.checkpoint}' to start run {name} over") from None
+    else:
+        run = runs.new_run(name, settings["model"], settings, backend)
 
     def epoch_done(run: runs.Run) -> None:
         progress.epoch(name, index, count, run.model.history)

@@ -53,23 +53,6 @@ def atomic_write(path: str | Path, mode: str = "wb"):
         raise
 
 
-@contextlib.contextmanager
-def atomic_path(path: str | Path):
-    """Yields a temp path beside `path` (same suffix) for writers that want a file name, not a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix)
-    os.close(fd)
-    try:
-        yield tmp
-        os.chmod(tmp, NEW_FILE_MODE)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
-
 def write_json(path: str | Path, data: Any) -> None:
     with atomic_write(path, "w") as f:
         json.dump(data, f, indent=2)

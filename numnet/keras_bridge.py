@@ -1,4 +1,4 @@
-"""A numnet spec as a Keras model, through each layer's own Keras mapping.
+"""A numnet spec as a Keras 3 model on TensorFlow, JAX or PyTorch, through each layer's own mapping.
 
 The layer classes say what they are in Keras (`keras_class`, `to_keras`); this module only puts
 those layers in a `keras.Sequential` with the spec's optimizer and loss. Keras is imported when
@@ -7,7 +7,9 @@ a model is built, never at import time.
 
 from __future__ import annotations
 
+import importlib
 import os
+import sys
 from typing import Any
 
 from numnet import specs
@@ -17,22 +19,41 @@ from numnet.layers import layers_from_spec
 KERAS_OPTIMIZERS = {"adam": "Adam", "sgd": "SGD"}
 
 
-def import_keras():
-    """Imports TensorFlow's Keras quietly, or explains how to install it."""
+KERAS_BACKENDS = {"tensorflow": ("tensorflow", "tf"), "jax": ("jax", "jax"), "torch": ("torch", "torch")}
+
+
+def import_keras(backend: str = "tensorflow"):
+    """Keras 3 on `backend` (tensorflow, jax or torch), imported quietly, whatever KERAS_BACKEND says.
+
+    Keras fixes its backend when it is first imported, so one process runs one Keras backend: asking
+    for a second is a BackendUnavailable naming both.
+    """
+    if backend not in KERAS_BACKENDS:
+        raise BackendUnavailable(f"Keras has no backend {backend!r}; numnet offers {sorted(KERAS_BACKENDS)}")
+    framework, extra = KERAS_BACKENDS[backend]
+    if sys.modules.get("keras") is not None:
+        running = sys.modules["keras"].backend.backend()
+        if running != backend:
+            raise BackendUnavailable(
+                f"this process already runs Keras on {running}; Keras runs one backend per process, so use "
+                f"{backend} in a new process (e.g. a second `python -m numnet.train --backend {backend}`)"
+            )
+    os.environ["KERAS_BACKEND"] = backend
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
+        module = importlib.import_module(framework)
         import keras
-        import tensorflow as tf
     except ImportError as error:
         raise BackendUnavailable(
-            f"the tensorflow backend needs TensorFlow ({error}); install it with `pip install 'numnet[tf]'`"
+            f"the {backend} backend needs Keras 3 on {framework} ({error}); install it with "
+            f"`pip install 'numnet[{extra}]'`"
         ) from error
-    return tf, keras
+    return module, keras
 
 
-def keras_model(spec: specs.Spec, seed: int = 0) -> Any:
+def keras_model(spec: specs.Spec, seed: int = 0, backend: str = "tensorflow") -> Any:
     """A compiled keras.Sequential computing exactly what numnet builds from `spec`."""
-    _, keras = import_keras()
+    _, keras = import_keras(backend)
     spec = specs.validate(spec)
     layers, _ = layers_from_spec(spec)  # numnet's checks and messages, for every backend
     keras.utils.set_random_seed(seed)

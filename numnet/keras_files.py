@@ -3,12 +3,14 @@
 Reading needs only JSON and h5py: the architecture comes from the file's config (nested
 Sequential blocks are flattened) through each numnet layer's `from_keras`, the weights from its
 HDF5 datasets in Keras order, and a layer or option numnet does not have is refused by name.
-Readers return data (spec, weights); `numnet.load` builds. Writing goes through Keras itself, so
-whatever `keras.models.load_model` expects is what it gets.
+Readers return data (spec, weights); `numnet.load` builds. Writing needs only h5py too: the
+configs come from the same mapping, in the layout Keras 3 writes, so `keras.models.load_model`
+reads numnet's files as its own.
 """
 
 from __future__ import annotations
 
+import datetime
 import io
 import json
 import zipfile
@@ -19,8 +21,8 @@ import numpy as np
 
 from numnet import specs
 from numnet.errors import ModelFileError, NumnetError
-from numnet.io import atomic_path
-from numnet.layers import KERAS_CLASSES, KerasMismatch, snake_case
+from numnet.io import atomic_write
+from numnet.layers import KERAS_CLASSES, KerasMismatch, keras_names, layers_from_spec, snake_case
 
 KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
 
@@ -172,11 +174,128 @@ def read_keras_file(path: str | Path) -> tuple[specs.Spec, list[np.ndarray]]:
         raise ModelFileError(f"Keras file '{path}' is truncated or corrupt ({error})") from None
 
 
-def write_keras_file(spec: specs.Spec, weights: list[np.ndarray], path: str | Path) -> None:
-    """Writes a Keras file of `spec` with `weights` through Keras itself (needs TensorFlow), atomically."""
-    from numnet.keras_bridge import keras_model
+KERAS_VERSION = "3.15.1"  # the Keras whose file layout this writer follows (read back by Keras >= 3.0)
 
-    model = keras_model(spec, seed=0)
-    model.set_weights(weights)
-    with atomic_path(path) as tmp:
-        model.save(tmp)
+
+def _keras_layers(spec: specs.Spec) -> list[dict[str, Any]]:
+    """Each layer's name, Keras class, Keras config and input shape, from the layers' own mapping."""
+    layers, shapes = layers_from_spec(spec)
+    inputs = [tuple(spec["input_shape"]), *shapes[:-1]]
+    names = keras_names([layer.type for layer in layers])
+    return [
+        {"name": name, "class_name": layer.keras_class, "input_shape": [None, *shape], "layer": layer,
+         "config": {"name": name, "trainable": True, "dtype": "float32", **layer.to_keras()}}
+        for name, layer, shape in zip(names, layers, inputs)
+    ]  # fmt: skip
+
+
+def _optimizer_config(spec: specs.Spec) -> dict[str, Any]:
+    options = {key: value for key, value in spec["optimizer"].items() if key != "type"}
+    class_name = {"adam": "Adam", "sgd": "SGD"}[spec["optimizer"]["type"]]
+    return {"class_name": class_name, "config": {"name": spec["optimizer"]["type"], **options}}
+
+
+def _model_config(spec: specs.Spec, entries: list[dict[str, Any]], module: bool) -> dict[str, Any]:
+    """The Sequential config Keras writes; `module` adds the Keras 3 .keras format's module keys."""
+    tag = {"module": "keras.layers", "registered_name": None} if module else {}
+    input_config = {"batch_shape": [None, *spec["input_shape"]], "dtype": "float32", "sparse": False,
+                    "name": "input_layer"}  # fmt: skip
+    input_layer = {"class_name": "InputLayer", **tag, "config": input_config}
+    layers = [input_layer] + [
+        {"class_name": e["class_name"], **tag, "config": e["config"], "build_config": {"input_shape": e["input_shape"]}}
+        for e in entries
+    ]
+    config = {"name": spec["name"], "trainable": True, "dtype": "float32", "layers": layers,
+              "build_input_shape": [None, *spec["input_shape"]]}  # fmt: skip
+    return {"class_name": "Sequential", **({"module": "keras", "registered_name": None} if module else {}),
+            "config": config}  # fmt: skip
+
+
+def _split_weights(entries: list[dict[str, Any]], weights: list[np.ndarray]) -> list[list[np.ndarray]]:
+    """Keras-order weights cut into one list per layer."""
+    per_layer, at = [], 0
+    for entry in entries:
+        count = len(entry["layer"].weight_names)
+        per_layer.append([np.asarray(w, dtype=np.float32) for w in weights[at : at + count]])
+        at += count
+    if at != len(weights):
+        raise ModelFileError(f"the model has {len(weights)} weight arrays; its spec needs {at}")
+    return per_layer
+
+
+def _write_keras_zip(spec, entries, per_layer, optimizer_state, learning_rate, f) -> None:
+    h5py = _h5py()
+    config = _model_config(spec, entries, module=True)
+    optimizer = _optimizer_config(spec)
+    config["build_config"] = {"input_shape": [None, *spec["input_shape"]]}
+    config["compile_config"] = {
+        "optimizer": {"module": "keras.optimizers", "registered_name": None, **optimizer},
+        "loss": spec["loss"], "metrics": ["accuracy"], "loss_weights": None, "weighted_metrics": None,
+        "run_eagerly": False, "steps_per_execution": 1, "jit_compile": False,
+    }  # fmt: skip
+    buffer = io.BytesIO()
+    with h5py.File(buffer, "w") as h5:
+        for entry, arrays in zip(entries, per_layer):
+            group = h5.create_group(f"layers/{entry['name']}/vars")
+            group.attrs["name"] = entry["name"]
+            for i, array in enumerate(arrays):
+                group.create_dataset(str(i), data=array)
+        model_vars = h5.create_group("vars")
+        model_vars.attrs["name"] = spec["name"]
+        if optimizer_state:
+            # Keras' optimizer variables: iteration, learning rate, then each parameter's slots in
+            # numnet's order (Adam: momentum, velocity), which is Keras' order too.
+            slots = h5.create_group("optimizer/vars")
+            slots.attrs["name"] = spec["optimizer"]["type"]
+            values = [np.asarray(optimizer_state[0], np.int64), np.float32(learning_rate), *optimizer_state[1:]]
+            for i, value in enumerate(values):
+                slots.create_dataset(str(i), data=np.asarray(value, dtype=np.int64 if i == 0 else np.float32))
+    metadata = {"keras_version": KERAS_VERSION, "date_saved": datetime.datetime.now().strftime("%Y-%m-%d@%H:%M:%S")}
+    with zipfile.ZipFile(f, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("metadata.json", json.dumps(metadata))
+        archive.writestr("config.json", json.dumps(config))
+        archive.writestr("model.weights.h5", buffer.getvalue())
+
+
+def _write_legacy_h5(spec, entries, per_layer, f) -> None:
+    """Keras' legacy HDF5 layout (as `model.save("16_model.h5")` writes it): the architecture and
+    training config as JSON attributes, each layer's weights under model_weights/<layer>/."""
+    h5py = _h5py()
+    training = {"loss": spec["loss"], "metrics": ["accuracy"], "loss_weights": None, "weighted_metrics": None,
+                "optimizer_config": _optimizer_config(spec)}  # fmt: skip
+    with h5py.File(f, "w") as h5:
+        h5.attrs["backend"] = "tensorflow"
+        h5.attrs["keras_version"] = KERAS_VERSION
+        h5.attrs["model_config"] = json.dumps(_model_config(spec, entries, module=False))
+        h5.attrs["training_config"] = json.dumps(training)
+        weights = h5.create_group("model_weights")
+        weights.attrs["backend"] = "tensorflow"
+        weights.attrs["keras_version"] = KERAS_VERSION
+        weights.attrs["layer_names"] = np.array([e["name"].encode() for e in entries])
+        for entry, arrays in zip(entries, per_layer):
+            group = weights.create_group(entry["name"])
+            names = [f"{entry['name']}/{weight}" for weight in entry["layer"].weight_names]
+            group.attrs["weight_names"] = np.array([n.encode() for n in names], dtype="S")
+            for name, array in zip(names, arrays):
+                group.create_dataset(name, data=array)
+
+
+def write_keras_file(
+    spec: specs.Spec,
+    weights: list[np.ndarray],
+    path: str | Path,
+    optimizer_state: list[np.ndarray] | None = None,
+    learning_rate: float | None = None,
+) -> None:
+    """Writes a `.keras` or legacy `.h5` file that Keras loads, with h5py and the standard library
+    only (no TensorFlow or Keras import), atomically. The layer configs come from each layer's
+    Keras mapping; a `.keras` file also carries the optimizer state."""
+    spec = specs.validate(spec)
+    entries = _keras_layers(spec)
+    per_layer = _split_weights(entries, weights)
+    rate = spec["optimizer"]["learning_rate"] if learning_rate is None else learning_rate
+    with atomic_write(path) as f:
+        if Path(path).suffix.lower() == ".keras":
+            _write_keras_zip(spec, entries, per_layer, optimizer_state, rate, f)
+        else:
+            _write_legacy_h5(spec, entries, per_layer, f)

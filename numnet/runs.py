@@ -92,11 +92,12 @@ def new_run(name: str, model_choice: str, settings: dict[str, Any], backend: str
     return Run(name, model_choice, settings, model)
 
 
-def resume_run(checkpoint: Path, backend: str | None = None, fallback: Run | None = None) -> Run:
+def resume_run(checkpoint: Path, backend: str | None = None, fallback: dict[str, Any] | None = None) -> Run:
     """The run a checkpoint holds, on its own backend unless another is named.
 
-    A checkpoint written by an older numnet (or by `model.save`) has no run state: `fallback` gives
-    the settings, and the epochs before it are missing from the history (with a warning).
+    A checkpoint written by an older numnet (or by `model.save`) has no run state: `fallback`
+    (name, model_choice, settings) says what run it is, and the epochs before it are missing from
+    the history (with a warning).
     """
     header = read_header(checkpoint)
     model = load_model(checkpoint, backend=backend)
@@ -106,7 +107,7 @@ def resume_run(checkpoint: Path, backend: str | None = None, fallback: Run | Non
             raise RunError(f"'{checkpoint}' holds no run settings; start the run again")
         print(f"warning: '{checkpoint}' holds no run history; the first {model.epochs_done} epoch(s) of this run "
               "will be missing from its history", file=sys.stderr)  # fmt: skip
-        return Run(fallback.name, fallback.model_choice, fallback.settings, model)
+        return Run(fallback["name"], fallback["model_choice"], clean_settings(fallback["settings"]), model)
     history = state.get("history") if isinstance(state.get("history"), dict) else {}
     history = {str(key): list(values)[: model.epochs_done] for key, values in history.items()}
     return Run(str(state.get("name")), str(state.get("model")), clean_settings(state["settings"]), model, history)

@@ -12,7 +12,7 @@ from numnet.keras_files import is_keras_file, write_keras_file
 def save_model(model: Any, path: str | Path, run: dict[str, Any] | None = None) -> None:
     """Writes `model` atomically; `run` (a run's settings and history) rides in a numnet file's header."""
     if is_keras_file(path):
-        return write_keras_file(model.spec, model.get_weights(), path)
+        return write_keras_file(model.spec, model.get_weights(), path, model.optimizer.get_state(), model.learning_rate)
     write_model(
         path,
         spec=model.spec,

@@ -88,8 +88,8 @@ def test_bad_specs_name_the_problem(spec, message):
 
 
 def test_unknown_backend(mlp):
-    with pytest.raises(BackendUnavailable, match="backend 'jax' is not available"):
-        numnet.build(numnet.specs.mlp(), backend="jax")
+    with pytest.raises(BackendUnavailable, match="backend 'mxnet' is not available"):
+        numnet.build(numnet.specs.mlp(), backend="mxnet")
 
 
 def test_set_weights_checks_count_and_shapes(mlp):

@@ -102,12 +102,13 @@ def test_layers_numnet_lacks_are_refused_by_name(layer, message, tmp_path):
     assert layer.name in str(error.value)
 
 
+@pytest.mark.parametrize("suffix", [".keras", ".h5"])
 @pytest.mark.parametrize("backend", ["numba", "numpy"])
-def test_numnet_models_export_to_keras(backend, tmp_path, mnist_inputs):
+def test_numnet_models_export_to_keras(backend, suffix, tmp_path, mnist_inputs):
     (x_train, y_train), (x_test, _) = mnist_inputs
     model = numnet.build(numnet.specs.cnn(), backend=backend, seed=2)
     model.fit(x_train[:2048], y_train[:2048], epochs=1, batch_size=512, verbose=0)
-    path = tmp_path / "exported.keras"
+    path = tmp_path / f"exported{suffix}"
     model.save(path)
     reloaded = keras.models.load_model(path)
     expected = model.predict(x_test[:200])
@@ -125,3 +126,59 @@ def test_truncated_and_garbage_keras_files(keras_files, tmp_path):
     garbage.write_bytes(b"not an hdf5 file" * 100)
     with pytest.raises(ModelFileError, match="truncated or corrupt"):
         numnet.load(garbage)
+
+
+def test_keras_files_are_written_without_tensorflow_or_keras(tmp_path, mnist_inputs):
+    code = textwrap.dedent(
+        """
+        import sys
+        sys.modules["tensorflow"] = None  # any import of TensorFlow or Keras now fails
+        sys.modules["keras"] = None
+        import numnet
+        model = numnet.build(numnet.specs.cnn(), backend="numba", seed=4)
+        for name in sys.argv[1:]:
+            model.save(name)
+        assert sys.modules["tensorflow"] is None and sys.modules["keras"] is None
+        """
+    )
+    paths = [tmp_path / "cnn.keras", tmp_path / "cnn.h5"]
+    result = subprocess.run([sys.executable, "-c", code, *map(str, paths)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    _, (x_test, _) = mnist_inputs
+    expected = numnet.load(paths[0]).predict(x_test[:100])
+    for path in paths:
+        assert np.abs(keras.models.load_model(path).predict(x_test[:100], verbose=0) - expected).max() <= 1e-5
+
+
+def test_keras_file_carries_the_optimizer_state(tmp_path, mnist_inputs):
+    (x_train, y_train), _ = mnist_inputs
+    model = numnet.build(numnet.specs.mlp(), backend="numba")
+    model.fit(x_train[:1000], y_train[:1000], epochs=1, batch_size=100, verbose=0)
+    model.save(tmp_path / "mlp.keras")
+    reloaded = keras.models.load_model(tmp_path / "mlp.keras")
+    assert int(reloaded.optimizer.iterations.numpy()) == model.optimizer.iterations == 10
+    theirs = [np.asarray(v) for v in reloaded.optimizer.variables[2:]]
+    ours = model.optimizer.get_state()[1:]
+    assert len(theirs) == len(ours) and all(np.array_equal(a, b) for a, b in zip(theirs, ours))
+
+
+def test_the_labs_own_loading_code_reads_a_numnet_trained_mlp(seed_mlp_file, tmp_path, mnist_inputs):
+    """The lab's Tkinter app loads `16_model.h5` with `keras.models.load_model` and calls predict."""
+    _, (x_test, y_test) = mnist_inputs
+    model = numnet.load(seed_mlp_file)
+    model.save(tmp_path / "16_model.h5")
+    np.save(tmp_path / "digits.npy", x_test[:500])
+    lab = textwrap.dedent(
+        """
+        import numpy as np
+        from keras.models import load_model
+        model = load_model('16_model.h5')
+        np.save('probabilities.npy', model.predict(np.load('digits.npy'), verbose=0))
+        """
+    )
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    result = subprocess.run([sys.executable, "-c", lab], cwd=tmp_path, capture_output=True, text=True, env=env)
+    assert result.returncode == 0, result.stderr
+    theirs = np.load(tmp_path / "probabilities.npy")
+    assert np.abs(theirs - model.predict(x_test[:500])).max() <= 1e-5
+    assert (theirs.argmax(axis=1) == y_test[:500]).mean() > 0.95

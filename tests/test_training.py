@@ -100,8 +100,8 @@ def test_cli_trains_saves_and_records_a_run(tmp_path, mnist):
 
 
 def test_cli_rejects_an_unknown_backend_without_a_traceback(tmp_path):
-    result = run_cli("--backend", "torch", env_home=tmp_path)
-    assert result.returncode == 2 and "invalid choice: 'torch'" in result.stderr
+    result = run_cli("--backend", "mxnet", env_home=tmp_path)
+    assert result.returncode == 2 and "invalid choice: 'mxnet'" in result.stderr
 
 
 def test_cli_reports_a_bad_spec_file_clearly(tmp_path):

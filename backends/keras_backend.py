@@ -1,14 +1,16 @@
-"""TensorFlow backend: the same spec built as a Keras model, behind numnet's Model API.
+"""Keras backends (tensorflow, jax, torch): the same spec built as a Keras 3 model, behind numnet's
+Model API.
 
 Layer settings come from each numnet layer's Keras mapping, initialisers, optimizer and loss are
-Keras' own, so this backend is the yardstick the numnet engine is checked against. The training
+Keras' own, so these backends are the yardstick the numnet engine is checked against. The training
 loop, checks, history and callbacks are numnet's (`numnet.training`); each epoch runs Keras' own
-`fit` underneath. It runs on the GPU when TensorFlow sees one.
+`fit` underneath. Each runs on the GPU when its framework sees one.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -21,8 +23,8 @@ from numnet.training import EpochProgress, ModelAPI
 class KerasOptimizerState:
     """get_state/set_state over a Keras optimizer, in numnet's layout (iterations, m, v, ...)."""
 
-    def __init__(self, optimizer) -> None:
-        self.optimizer = optimizer
+    def __init__(self, optimizer, keras) -> None:
+        self.optimizer, self.to_numpy = optimizer, keras.ops.convert_to_numpy
 
     def _slots(self) -> list:
         momentums = getattr(self.optimizer, "_momentums", [])
@@ -31,10 +33,10 @@ class KerasOptimizerState:
 
     @property
     def iterations(self) -> int:
-        return int(self.optimizer.iterations.numpy())
+        return int(self.to_numpy(self.optimizer.iterations))
 
     def get_state(self) -> list[np.ndarray]:
-        return [np.array(self.iterations, dtype=np.int64)] + [np.array(s.numpy()) for s in self._slots()]
+        return [np.array(self.iterations, dtype=np.int64)] + [np.array(self.to_numpy(s)) for s in self._slots()]
 
     def set_state(self, state: list[np.ndarray]) -> None:
         slots = self._slots()
@@ -45,14 +47,30 @@ class KerasOptimizerState:
             slot.assign(value)
 
 
-class TensorFlowModel(ModelAPI):
-    """numnet's Model API over a Keras model built from the same spec."""
+def gpu_name(backend: str, framework: Any) -> str | None:
+    """The GPU the framework computes on, or None on the CPU."""
+    if backend == "tensorflow":
+        gpus = framework.config.list_physical_devices("GPU")
+        details = [framework.config.experimental.get_device_details(g).get("device_name", g.name) for g in gpus]
+        return ", ".join(details) or None
+    if backend == "jax":
+        gpus = [d for d in framework.devices() if d.platform == "gpu"]
+        return ", ".join(d.device_kind for d in gpus) or None
+    if framework.cuda.is_available():
+        return framework.cuda.get_device_name(0)
+    return None
 
-    backend = "tensorflow"
 
-    def __init__(self, spec: specs.Spec, seed: int = 0, dtype=np.float32, strategy: str = "default") -> None:
-        tf, keras = import_keras()
-        self.tf, self.keras = tf, keras
+class KerasModel(ModelAPI):
+    """numnet's Model API over a Keras model built from the same spec, on one Keras backend."""
+
+    def __init__(
+        self, spec: specs.Spec, seed: int = 0, dtype=np.float32, strategy: str = "default", backend: str = "tensorflow"
+    ) -> None:
+        framework, keras = import_keras(backend)
+        self.backend, self.keras = backend, keras
+        if strategy != "default" and backend != "tensorflow":
+            raise BackendUnavailable(f"strategy {strategy!r} is for the tensorflow backend only")
         self.spec = specs.validate(spec)
         self.seed = seed
         self.dtype = np.dtype(dtype)
@@ -61,26 +79,23 @@ class TensorFlowModel(ModelAPI):
         keras.config.set_dtype_policy(self.dtype.name)
         try:
             if strategy == "mirrored":
-                self.strategy = tf.distribute.MirroredStrategy()
+                self.strategy = framework.distribute.MirroredStrategy()
                 with self.strategy.scope():
-                    self.keras_model = keras_model(self.spec, seed)
+                    self.keras_model = keras_model(self.spec, seed, backend)
             elif strategy == "default":
                 self.strategy = None
-                self.keras_model = keras_model(self.spec, seed)
+                self.keras_model = keras_model(self.spec, seed, backend)
             else:
                 raise BackendUnavailable(f"unknown strategy {strategy!r}; use 'default' or 'mirrored'")
         finally:
             keras.config.set_floatx("float32")
             keras.config.set_dtype_policy("float32")
-        self.optimizer = KerasOptimizerState(self.keras_model.optimizer)
+        self.optimizer = KerasOptimizerState(self.keras_model.optimizer, keras)
         self.num_classes = self.keras_model.output_shape[-1]
         self.epochs_done = 0
-        gpus = tf.config.list_physical_devices("GPU")
-        if gpus:
-            names = [tf.config.experimental.get_device_details(g).get("device_name", g.name) for g in gpus]
-            self.device = f"GPU: {', '.join(names)}" + (" (mirrored)" if self.strategy else "")
-        else:
-            self.device = None  # the CLI describes the CPU
+        gpu = gpu_name(backend, framework)
+        # None on the CPU: the commands describe the CPU themselves.
+        self.device = f"GPU: {gpu}" + (" (mirrored)" if self.strategy else "") if gpu else None
 
     # -- ModelAPI hooks ------------------------------------------------------------------------
     def _train_epoch(self, x, y, batch_size, shuffle, progress: EpochProgress):
@@ -107,7 +122,7 @@ class TensorFlowModel(ModelAPI):
 
     def _predict(self, x, batch_size):
         if x.shape[0] <= batch_size:  # Keras' advice: call the model directly for small inputs
-            return np.asarray(self.keras_model(x, training=False))
+            return self.keras.ops.convert_to_numpy(self.keras_model(x, training=False))
         return self.keras_model.predict(x, batch_size=batch_size, verbose=0)
 
     def get_weights(self) -> list[np.ndarray]:
@@ -118,7 +133,7 @@ class TensorFlowModel(ModelAPI):
 
     @property
     def learning_rate(self) -> float:
-        return float(np.asarray(self.keras_model.optimizer.learning_rate))
+        return float(self.keras.ops.convert_to_numpy(self.keras_model.optimizer.learning_rate))
 
     @learning_rate.setter
     def learning_rate(self, value: float) -> None:
@@ -131,11 +146,13 @@ class TensorFlowModel(ModelAPI):
     def summary(self, print_fn: Callable[[str], None] | None = print) -> str:
         lines: list[str] = []
         self.keras_model.summary(print_fn=lambda line, **_: lines.append(line))
-        text = f"(numnet, tensorflow backend on {self.device or 'CPU'})\n" + "\n".join(lines)
+        text = f"(numnet, Keras on {self.backend}, {self.device or 'CPU'})\n" + "\n".join(lines)
         if print_fn is not None:
             print_fn(text)
         return text
 
 
-def build(spec: specs.Spec, seed: int = 0, dtype=np.float32, strategy: str = "default") -> TensorFlowModel:
-    return TensorFlowModel(spec, seed=seed, dtype=dtype, strategy=strategy)
+def build(
+    spec: specs.Spec, seed: int = 0, dtype=np.float32, strategy: str = "default", backend: str = "tensorflow"
+) -> KerasModel:
+    return KerasModel(spec, seed=seed, dtype=dtype, strategy=strategy, backend=backend)

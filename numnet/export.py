@@ -1,0 +1,47 @@
+"""`python -m numnet.export MODEL --format tfjs|keras|h5 --out DIR`: a trained model for other tools.
+
+tfjs writes the TensorFlow.js Layers format (model.json + group1-shard1of1.bin) that
+`tf.loadLayersModel` reads in a browser; keras and h5 write the files `keras.models.load_model`
+reads. None of them needs TensorFlow.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numnet
+from numnet.errors import NumnetError, exit_status
+from numnet.keras_files import write_keras_file
+from numnet.tfjs import write_tfjs
+
+FORMATS = ("tfjs", "keras", "h5")
+
+
+def export(model, format: str, out: str | Path) -> Path:
+    """Writes `model` in `format` under the folder `out`; returns the main file's path."""
+    out = Path(out)
+    if format == "tfjs":
+        return write_tfjs(model.spec, model.get_weights(), out)
+    path = out / f"{model.spec['name']}.{format}"
+    write_keras_file(model.spec, model.get_weights(), path, model.optimizer.get_state(), model.learning_rate)
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m numnet.export", description=__doc__.splitlines()[0])
+    parser.add_argument("model", type=Path, help="a model file (.npz, .keras or .h5)")
+    parser.add_argument("--format", choices=FORMATS, default="tfjs")
+    parser.add_argument("--out", type=Path, required=True, help="the folder to write into")
+    args = parser.parse_args(argv)
+    try:
+        path = export(numnet.load(args.model, backend="numpy"), args.format, args.out)
+    except NumnetError as error:
+        return exit_status(error)
+    print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,164 @@
+"""TensorFlow.js export: the lab's own canvas page, in headless Chromium, runs numnet-trained models.
+
+The page (tests/lab_page/) loads `tensorflow/model.json` with `tf.loadLayersModel`, as the lab's did;
+TensorFlow.js is served from the npm copy scripts/install-test-tools puts in .test-tools/, answering
+the page's CDN address, so nothing is fetched at test time.
+"""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import os
+import shutil
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+from strokes import DIGITS
+
+import numnet
+from numnet.tfjs import WEIGHTS_FILE, read_manifest
+
+ROOT = Path(__file__).resolve().parent.parent
+TFJS = ROOT / ".test-tools" / "node_modules" / "@tensorflow" / "tfjs" / "dist" / "tf.min.js"
+LAB_PAGE = Path(__file__).resolve().parent / "lab_page"
+CDN = "https://cdn.jsdelivr.net/npm/@tensorflow/tfjs"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]  # fmt: skip
+
+
+def needs(path: Path, how: str) -> None:
+    if not path.exists():
+        if os.environ.get("CI"):
+            pytest.fail(f"{path} is missing: {how}")
+        pytest.skip(f"needs {path} ({how})")
+
+
+@pytest.fixture(scope="module")
+def cnn_model(tmp_path_factory, mnist_inputs):
+    (x_train, y_train), _ = mnist_inputs
+    model = numnet.build(numnet.specs.cnn(), backend="numba", seed=0)
+    model.fit(x_train[:6144], y_train[:6144], epochs=2, batch_size=256, verbose=0)
+    return model
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    """The lab's page served over HTTP from a folder; each test writes its model into tensorflow/."""
+    folder = tmp_path_factory.mktemp("lab_site")
+    for name in ("index.html", "script.js"):
+        shutil.copy(LAB_PAGE / name, folder / name)
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    handler = functools.partial(Quiet, directory=str(folder))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield folder, f"http://127.0.0.1:{server.server_address[1]}/"
+    server.shutdown()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    needs(Path(CHROMIUM), ".ci/run installs it (apt-get install chromium)")
+    needs(TFJS, "bash scripts/install-test-tools installs it from npm")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+def open_lab_page(browser, url: str):
+    page = browser.new_page(viewport={"width": 800, "height": 600})
+
+    def answer(route):
+        if route.request.url.startswith(CDN):
+            route.fulfill(path=str(TFJS), content_type="text/javascript")
+        elif route.request.url.startswith(url):
+            route.continue_()
+        else:
+            route.abort()  # nothing else leaves the machine
+
+    page.route("**/*", answer)
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.goto(url)
+    page.wait_for_selector("body[data-ready='true']", timeout=30_000)
+    return page, errors
+
+
+def draw(page, strokes) -> None:
+    box = page.locator("#canvas").bounding_box()
+    left, top = box["x"] + 1, box["y"] + 1
+    for stroke in strokes:
+        page.mouse.move(left + stroke[0][0], top + stroke[0][1])
+        page.mouse.down()
+        for x, y in stroke[1:]:
+            page.mouse.move(left + x, top + y, steps=5)
+        page.mouse.up()
+
+
+# What the lab's script feeds its model, and what the model answers, computed in the page itself.
+PAGE_PREDICTION = """async () => {
+  const input = preprocess();
+  const probabilities = model.predict(input);
+  return {input: Array.from(await input.data()), probabilities: Array.from(await probabilities.data())};
+}"""
+
+
+@pytest.mark.parametrize("digit", sorted(DIGITS))
+def test_the_labs_page_runs_a_numnet_cnn_exactly_as_numnet_does(browser, site, cnn_model, digit):
+    folder, url = site
+    numnet.tfjs.write_tfjs(cnn_model.spec, cnn_model.get_weights(), folder / "tensorflow")
+    page, errors = open_lab_page(browser, url)
+    draw(page, DIGITS[digit])
+    page.click("#predict")
+    page.wait_for_function("document.querySelector('#result').innerText.startsWith('Prediction')")
+    shown = int(page.locator("#result").inner_text().split()[-1])
+    seen = page.evaluate(PAGE_PREDICTION)
+    x = np.array(seen["input"], dtype=np.float32).reshape(1, 28, 28, 1)
+    ours = cnn_model.predict(x)[0]
+    assert x.max() > 0.5, "the drawing did not reach the model"
+    assert np.abs(np.array(seen["probabilities"]) - ours).max() <= 1e-4
+    assert shown == int(ours.argmax())
+    assert errors == []
+    page.close()
+
+
+def test_the_labs_page_runs_the_seed_mlp_trained_by_the_cli(browser, site, seed_mlp_file, mnist_inputs):
+    folder, url = site
+    result = subprocess.run([sys.executable, "-m", "numnet.export", str(seed_mlp_file), "--format", "tfjs",
+                             "--out", str(folder / "tensorflow")], capture_output=True, text=True)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    manifest = read_manifest(folder / "tensorflow")
+    assert manifest["format"] == "layers-model" and manifest["weightsManifest"][0]["paths"] == [WEIGHTS_FILE]
+    page, errors = open_lab_page(browser, url)
+    _, (x_test, y_test) = mnist_inputs
+    digits = x_test[:64]
+    theirs = np.array(page.evaluate(
+        "async (pixels) => Array.from(await model.predict(tf.tensor(pixels, [64, 28, 28, 1])).data())",
+        digits.reshape(-1).tolist(),
+    )).reshape(64, 10)  # fmt: skip
+    ours = numnet.load(seed_mlp_file).predict(digits)
+    assert np.abs(theirs - ours).max() <= 1e-4
+    assert (theirs.argmax(axis=1) == y_test[:64]).mean() > 0.9
+    assert errors == []
+    page.close()
+
+
+def test_export_refuses_a_file_that_is_not_a_model(tmp_path):
+    bad = tmp_path / "notes.npz"
+    bad.write_bytes(b"not a model")
+    result = subprocess.run([sys.executable, "-m", "numnet.export", str(bad), "--out", str(tmp_path / "out")],
+                            capture_output=True, text=True)  # fmt: skip
+    assert result.returncode == 2 and "notes.npz" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "out").exists()

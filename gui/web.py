@@ -3,10 +3,14 @@
 The page posts the canvas as a PNG to /predict; the server runs the same MNIST-style
 preprocessing as the Tk app and answers with the ten probabilities and the 28x28 image the model
 saw. Bad requests get a 4xx whose message names the problem, and the server keeps serving.
+`--export DIR` writes the same page as static files instead: it prepares the drawing and runs the
+models in the browser with TensorFlow.js, so any static file host can serve it.
 """
 
 import argparse
+import html
 import io
+import json
 import sys
 import threading
 import warnings
@@ -19,6 +23,7 @@ from PIL import Image
 import numnet
 from numnet.errors import NumnetError
 from numnet.gui.model_files import add_model_options, chosen_models
+from numnet.io import atomic_write
 from numnet.preprocess import canvas_to_mnist
 
 MAX_UPLOAD_BYTES = 4 << 20  # a 280x280 canvas PNG is ~5-30 kB; even a 4K screenshot fits
@@ -132,15 +137,56 @@ def create_app(models: dict[str, Path], backend: str = "numba"):
     return app
 
 
+TFJS_CDN = "https://cdn.jsdelivr.net/npm/@tensorflow/tfjs@4.22.0/dist/tf.min.js"
+
+
+def export_static(models: dict[str, Path], out: Path, tfjs: Path | None = None) -> Path:
+    """The drawing page as static files that predict in the browser with TensorFlow.js: index.html,
+    each model under models/NAME/, and TensorFlow.js itself when `tfjs` names a local tf.min.js
+    (else the page loads it from the jsDelivr CDN). Returns index.html's path."""
+    from numnet.tfjs import write_tfjs
+
+    loaded = {name: numnet.load(path, backend="numpy") for name, path in models.items()}  # all readable first
+    for name, model in loaded.items():
+        write_tfjs(model.spec, model.get_weights(), out / "models" / name)
+    source = TFJS_CDN
+    if tfjs is not None:
+        with atomic_write(out / "tf.min.js") as f:
+            f.write(Path(tfjs).read_bytes())
+        source = "tf.min.js"
+    page = resources.files("numnet.gui").joinpath("web_page.html").read_text(encoding="utf-8")
+    setup = (f"<script>window.NUMNET_STATIC_MODELS = {json.dumps(list(loaded))};</script>\n"
+             f'<script src="{html.escape(source)}"></script>\n<script>')  # fmt: skip
+    with atomic_write(out / "index.html", "w") as f:
+        f.write(page.replace("<script>", setup, 1))
+    return out / "index.html"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m numnet.web", description=__doc__.splitlines()[0])
     add_model_options(parser)
     parser.add_argument("--host", default="127.0.0.1", help="default: this machine only")
     parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument(
+        "--export",
+        type=Path,
+        metavar="DIR",
+        help="write the page and its models as static files (TensorFlow.js, no server) into DIR",
+    )
+    parser.add_argument("--tfjs", type=Path, metavar="FILE",
+                        help="with --export: a local tf.min.js to ship beside the page, not the CDN's")  # fmt: skip
     args = parser.parse_args(argv)
     models = chosen_models(args)
     if models is None:
         return 2
+    if args.export:
+        try:
+            page = export_static(models, args.export, args.tfjs)
+        except (NumnetError, OSError) as error:
+            print(f"error: cannot export the page: {error}", file=sys.stderr)
+            return 2
+        print(f"wrote {page}: open it from any static file host (TensorFlow.js runs the models in the browser)")
+        return 0
     try:
         import fastapi  # noqa: F401
         import uvicorn

@@ -7,8 +7,10 @@ the page's CDN address, so nothing is fetched at test time.
 
 from __future__ import annotations
 
+import base64
 import functools
 import http.server
+import io
 import os
 import shutil
 import subprocess
@@ -54,15 +56,8 @@ def site(tmp_path_factory):
     for name in ("index.html", "script.js"):
         shutil.copy(LAB_PAGE / name, folder / name)
 
-    class Quiet(http.server.SimpleHTTPRequestHandler):
-        def log_message(self, *args):
-            pass
-
-    handler = functools.partial(Quiet, directory=str(folder))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield folder, f"http://127.0.0.1:{server.server_address[1]}/"
-    server.shutdown()
+    for url in serve(folder):
+        yield folder, url
 
 
 @pytest.fixture(scope="module")
@@ -162,3 +157,62 @@ def test_export_refuses_a_file_that_is_not_a_model(tmp_path):
                             capture_output=True, text=True)  # fmt: skip
     assert result.returncode == 2 and "notes.npz" in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "out").exists()
+
+
+# -- numnet's own page, exported as static files (python -m numnet.web --export) ---------------------
+@pytest.fixture(scope="module")
+def static_site(tmp_path_factory, seed_mlp_file, cnn_model):
+    needs(TFJS, "bash scripts/install-test-tools installs it from npm")
+    folder = tmp_path_factory.mktemp("static_page")
+    cnn_file = folder.parent / "cnn.npz"
+    cnn_model.save(cnn_file)
+    command = [sys.executable, "-m", "numnet.web", "--model", str(seed_mlp_file), "--model", str(cnn_file),
+               "--export", str(folder), "--tfjs", str(TFJS)]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert {p.name for p in folder.iterdir()} == {"index.html", "models", "tf.min.js"}
+    yield from serve(folder)
+
+
+def serve(folder: Path):
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(folder)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/"
+    server.shutdown()
+
+
+@pytest.mark.parametrize("ratio", [1, 2], ids=["dpr1", "dpr2"])
+@pytest.mark.parametrize("digit", sorted(DIGITS))
+def test_the_exported_page_recognises_drawn_digits_in_the_browser(browser, static_site, seed_mlp_file, digit, ratio):
+    from PIL import Image
+
+    from numnet.preprocess import canvas_to_mnist
+
+    context = browser.new_context(device_scale_factor=ratio, viewport={"width": 800, "height": 600})
+    page = context.new_page()
+    page.route("**/*", lambda route: route.continue_() if route.request.url.startswith(static_site) else route.abort())
+    page.goto(static_site)
+    page.wait_for_selector("body[data-ready='true']")
+    box = page.locator("#pad").bounding_box()
+    for stroke in DIGITS[digit]:
+        page.mouse.move(box["x"] + 1 + stroke[0][0], box["y"] + 1 + stroke[0][1])
+        page.mouse.down()
+        for x, y in stroke[1:]:
+            page.mouse.move(box["x"] + 1 + x, box["y"] + 1 + y, steps=5)
+        page.mouse.up()
+    page.click("#predict")
+    page.wait_for_selector("body[data-idle='true']")
+    assert page.locator("#answer").inner_text().startswith(f"{digit} ")
+    # The browser's preprocessing agrees with numnet's on the same drawing.
+    browser_field = np.array(page.evaluate("Array.from(canvasToMnist(pad))"), dtype=np.float32).reshape(28, 28, 1)
+    png = page.evaluate("pad.toDataURL('image/png')")
+    drawing = Image.open(io.BytesIO(base64.b64decode(png.split(",", 1)[1])))
+    numnet_field = canvas_to_mnist(drawing)
+    assert np.abs(browser_field - numnet_field).max() <= 0.02
+    model = numnet.load(seed_mlp_file)  # the page's first model, selected by default
+    assert model.predict(browser_field[None]).argmax() == model.predict(numnet_field[None]).argmax() == digit
+    context.close()

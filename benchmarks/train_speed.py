@@ -1,4 +1,5 @@
-"""Training speed, side by side in one run: numnet-numpy, numnet-numba, TensorFlow CPU (and GPU).
+"""Training speed, side by side in one run: numnet-numpy, numnet-numba, and Keras 3 on TensorFlow,
+JAX and PyTorch where installed, on the CPU (and the GPU where there is one).
 
     python benchmarks/train_speed.py [--quick]
 
@@ -26,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 EPOCH = 60000
 BATCH = {"cnn": 1024, "mlp": 100}
+KERAS_FRAMEWORKS = ("tensorflow", "jax", "torch")
 
 
 def child(framework: str, model_name: str, samples: int, repeats: int) -> dict:
@@ -38,10 +40,8 @@ def child(framework: str, model_name: str, samples: int, repeats: int) -> dict:
     x, y = numnet.data.to_model_input(x_train[:samples]), y_train[:samples].astype(np.int64)
     spec = specs.resolve(model_name)
     batch = BATCH[model_name]
-    if framework == "tensorflow":
-        from numnet.backends import get_backend
-
-        model = get_backend("tensorflow").build(spec, seed=0)
+    if framework in KERAS_FRAMEWORKS:
+        model = numnet.build(spec, backend=framework, seed=0)
         device = model.device or "CPU"
     else:
         model = numnet.build(spec, backend=framework, seed=0)
@@ -62,16 +62,20 @@ def child(framework: str, model_name: str, samples: int, repeats: int) -> dict:
 
 
 def contenders(gpu: bool) -> list[tuple[str, str, dict]]:
-    """(label, framework, environment) for each contender."""
-    cpu_only = {"CUDA_VISIBLE_DEVICES": ""}
-    rows = [
-        ("numnet-numpy", "numpy", {}),
-        ("numnet-numba", "numba", {}),
-        ("tensorflow-cpu (oneDNN on)", "tensorflow", {**cpu_only, "TF_ENABLE_ONEDNN_OPTS": "1"}),
-        ("tensorflow-cpu (oneDNN off)", "tensorflow", {**cpu_only, "TF_ENABLE_ONEDNN_OPTS": "0"}),
-    ]
+    """(label, framework, environment) for each contender; Keras backends only where installed."""
+    import importlib.util
+
+    cpu_only = {"CUDA_VISIBLE_DEVICES": "", "JAX_PLATFORMS": "cpu"}
+    rows = [("numnet-numpy", "numpy", {}), ("numnet-numba", "numba", {})]
+    installed = {f for f in KERAS_FRAMEWORKS if importlib.util.find_spec(f) and importlib.util.find_spec("keras")}
+    if "tensorflow" in installed:
+        rows += [
+            ("tensorflow-cpu (oneDNN on)", "tensorflow", {**cpu_only, "TF_ENABLE_ONEDNN_OPTS": "1"}),
+            ("tensorflow-cpu (oneDNN off)", "tensorflow", {**cpu_only, "TF_ENABLE_ONEDNN_OPTS": "0"}),
+        ]
+    rows += [(f"keras-{f}-cpu", f, cpu_only) for f in ("jax", "torch") if f in installed]
     if gpu:
-        rows.append(("tensorflow-gpu", "tensorflow", {}))
+        rows += [("tensorflow-gpu" if f == "tensorflow" else f"keras-{f}-gpu", f, {}) for f in sorted(installed)]
     return rows
 
 

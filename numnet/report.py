@@ -271,13 +271,13 @@ def build_report(folder: Path, out: Path | None = None, mnist=None) -> Path:
     images = [(heading, name, save_png(fig, out / f"{name}.png")) for heading, name, fig in figures]
     report = out / "report.html"
     with atomic_write(report, "w") as f:
-        f.write(_html(f"numnet experiments: {folder.name}", images, time_rows(records)))
+        f.write(_html(f"numnet runs: {folder.name}", images, time_rows(records)))
     return report
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m numnet.report", description=__doc__.splitlines()[0])
-    parser.add_argument("folder", type=Path, help="results written by python -m numnet.experiments")
+    parser.add_argument("folder", type=Path, help="run records from numnet.experiments or numnet.train")
     parser.add_argument("--out", type=Path, help="where the PNGs and report.html go (default: the folder)")
     args = parser.parse_args(argv)
     try:

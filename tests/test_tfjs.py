@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from strokes import DIGITS
+from strokes import DIGITS, mouse_strokes
 
 import numnet
 from numnet.tfjs import WEIGHTS_FILE, read_manifest
@@ -91,17 +91,6 @@ def open_lab_page(browser, url: str):
     return page, errors
 
 
-def draw(page, strokes) -> None:
-    box = page.locator("#canvas").bounding_box()
-    left, top = box["x"] + 1, box["y"] + 1
-    for stroke in strokes:
-        page.mouse.move(left + stroke[0][0], top + stroke[0][1])
-        page.mouse.down()
-        for x, y in stroke[1:]:
-            page.mouse.move(left + x, top + y, steps=5)
-        page.mouse.up()
-
-
 # What the lab's script feeds its model, and what the model answers, computed in the page itself.
 PAGE_PREDICTION = """async () => {
   const input = preprocess();
@@ -115,7 +104,7 @@ def test_the_labs_page_runs_a_numnet_cnn_exactly_as_numnet_does(browser, site, c
     folder, url = site
     numnet.tfjs.write_tfjs(cnn_model.spec, cnn_model.get_weights(), folder / "tensorflow")
     page, errors = open_lab_page(browser, url)
-    draw(page, DIGITS[digit])
+    mouse_strokes(page, "#canvas", DIGITS[digit])
     page.click("#predict")
     page.wait_for_function("document.querySelector('#result').innerText.startsWith('Prediction')")
     shown = int(page.locator("#result").inner_text().split()[-1])
@@ -197,13 +186,7 @@ def test_the_exported_page_recognises_drawn_digits_in_the_browser(browser, stati
     page.route("**/*", lambda route: route.continue_() if route.request.url.startswith(static_site) else route.abort())
     page.goto(static_site)
     page.wait_for_selector("body[data-ready='true']")
-    box = page.locator("#pad").bounding_box()
-    for stroke in DIGITS[digit]:
-        page.mouse.move(box["x"] + 1 + stroke[0][0], box["y"] + 1 + stroke[0][1])
-        page.mouse.down()
-        for x, y in stroke[1:]:
-            page.mouse.move(box["x"] + 1 + x, box["y"] + 1 + y, steps=5)
-        page.mouse.up()
+    mouse_strokes(page, "#pad", DIGITS[digit])
     page.click("#predict")
     page.wait_for_selector("body[data-idle='true']")
     assert page.locator("#answer").inner_text().startswith(f"{digit} ")

@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 from strokes import DIGITS
+from strokes import mouse_strokes as draw_with_mouse
 
 import numnet
 
@@ -216,13 +217,7 @@ def canvas_origin(page) -> tuple[float, float]:
 
 
 def mouse_strokes(page, strokes) -> None:
-    left, top = canvas_origin(page)
-    for stroke in strokes:
-        page.mouse.move(left + stroke[0][0], top + stroke[0][1])
-        page.mouse.down()
-        for x, y in stroke[1:]:
-            page.mouse.move(left + x, top + y, steps=5)
-        page.mouse.up()
+    draw_with_mouse(page, "#pad", strokes)
 
 
 def touch_strokes(page, strokes) -> None:

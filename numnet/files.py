@@ -119,6 +119,8 @@ def _header(archive: zipfile.ZipFile, path: Path) -> dict[str, Any]:
         header = json.loads(archive.read(info))
     except (zipfile.BadZipFile, ValueError) as error:
         raise ModelFileError(f"model file '{path}' has a corrupt header: {error}") from None
+    except RecursionError:
+        raise ModelFileError(f"model file '{path}' has a header nested too deeply to be a model") from None
     if not isinstance(header, dict) or header.get("format") != FORMAT:
         raise ModelFileError(f"'{path}' is not a numnet model file")
     if header.get("version") != VERSION:

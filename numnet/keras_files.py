@@ -22,9 +22,10 @@ import numpy as np
 from numnet import specs
 from numnet.errors import ModelFileError, NumnetError
 from numnet.io import atomic_write
-from numnet.layers import KERAS_CLASSES, KerasMismatch, keras_names, layers_from_spec, snake_case
+from numnet.layers import KERAS_CLASSES, KerasMismatch, keras_names, layers_from_spec, snake_case, weight_shapes
 
 KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
+MAX_NESTING = 16  # Sequential blocks inside Sequential blocks (the seed CNN nests one level)
 
 
 def is_keras_file(path: str | Path) -> bool:
@@ -53,10 +54,13 @@ class _Reader:
         except (KeyError, TypeError, ValueError) as error:
             raise self.fail(f"layer '{name}' has an unreadable config ({error})") from None
 
-    def flatten(self, model_config: dict, h5_prefix: str = "layers") -> tuple[list, list, list | None]:
+    def flatten(self, model_config: dict, h5_prefix: str = "layers", depth: int = 0) -> tuple[list, list, list | None]:
         """(numnet layer configs, h5 paths of each weighted layer in .keras files, input shape)."""
-        if model_config.get("class_name") not in ("Sequential",):
-            raise self.fail(f"the model is a {model_config.get('class_name')}; numnet reads Sequential models")
+        if depth > MAX_NESTING:
+            raise self.fail(f"Sequential models are nested more than {MAX_NESTING} deep")
+        kind = model_config.get("class_name") if isinstance(model_config, dict) else type(model_config).__name__
+        if kind != "Sequential":
+            raise self.fail(f"the model is a {kind}; numnet reads Sequential models")
         config = model_config.get("config", {})
         layers, weight_paths, input_shape = [], [], None
         counts: dict[str, int] = {}
@@ -73,7 +77,7 @@ class _Reader:
             counts[base] = n + 1
             h5_name = f"{h5_prefix}/{base if n == 0 else f'{base}_{n}'}"
             if kind == "Sequential":
-                inner_layers, inner_paths, inner_shape = self.flatten(entry, f"{h5_name}/layers")
+                inner_layers, inner_paths, inner_shape = self.flatten(entry, f"{h5_name}/layers", depth + 1)
                 layers += inner_layers
                 weight_paths += inner_paths
                 input_shape = input_shape or inner_shape
@@ -119,23 +123,61 @@ def _json(text: Any, path: Path, what: str) -> dict:
         value = json.loads(text.decode() if isinstance(text, bytes) else text)
     except (ValueError, UnicodeDecodeError) as error:
         raise ModelFileError(f"Keras file '{path}' has a corrupt {what}: {error}") from None
+    except RecursionError:
+        raise ModelFileError(f"Keras file '{path}' has a {what} nested too deeply to be a model") from None
     if not isinstance(value, dict):
         raise ModelFileError(f"Keras file '{path}' has a corrupt {what}")
     return value
 
 
-def _dataset(h5: Any, name: str, path: Path) -> np.ndarray:
+MAX_CONFIG_BYTES = 1 << 20  # a Keras model config is a few kB; this is far above any real one
+
+
+def _dataset(h5: Any, name: str, path: Path, shape: tuple[int, ...] | None) -> np.ndarray:
+    """One weight, its declared shape checked against the spec's before a byte of it is read."""
     h5py = _h5py()
     item = h5.get(name)
     if not isinstance(item, h5py.Dataset):
         raise ModelFileError(f"Keras file '{path}' is missing weight '{name}'")
     if item.dtype.kind != "f":
         raise ModelFileError(f"Keras file '{path}': weight '{name}' has dtype {item.dtype}")
+    if shape is None:
+        raise ModelFileError(f"Keras file '{path}' holds more weights than its architecture needs (at '{name}')")
+    if tuple(item.shape) != tuple(shape):
+        raise ModelFileError(
+            f"Keras file '{path}': weight '{name}' declares shape {tuple(item.shape)}; its architecture needs {shape}"
+        )
     return np.asarray(item[()])
 
 
+def _attribute_json(h5: Any, name: str, path: Path) -> dict | None:
+    """A JSON attribute (model_config, training_config), its size checked before it is read."""
+    if name not in h5.attrs:
+        return None
+    if _h5py().h5a.open(h5.id, name.encode()).get_storage_size() > MAX_CONFIG_BYTES:
+        raise ModelFileError(f"Keras file '{path}' has an oversized {name} (over {MAX_CONFIG_BYTES:,} bytes)")
+    return _json(h5.attrs[name], path, name)
+
+
+def _member(archive: zipfile.ZipFile, name: str, limit: int, path: Path) -> bytes:
+    """A zip member read only if its declared size is within `limit`, and never past it."""
+    info = archive.getinfo(name)
+    if info.file_size > limit:
+        raise ModelFileError(f"Keras file '{path}': {name} declares {info.file_size:,} bytes; at most {limit:,} fit")
+    with archive.open(info) as member:
+        data = member.read(limit + 1)
+    if len(data) > limit:
+        raise ModelFileError(f"Keras file '{path}': {name} is larger than it declares")
+    return data
+
+
 def read_keras_file(path: str | Path) -> tuple[specs.Spec, list[np.ndarray]]:
-    """The numnet spec and the weights (Keras order) of a `.keras` or `.h5` file."""
+    """The numnet spec and the weights (Keras order) of a `.keras` or `.h5` file.
+
+    The architecture is read and checked first (its size included, see `layers_from_spec`), then
+    each weight's declared shape against it before the weight is read: a small hostile file cannot
+    make numnet allocate more than its architecture needs.
+    """
     path = Path(path)
     if not path.is_file():
         raise ModelFileError(f"Keras file '{path}' does not exist")
@@ -144,31 +186,34 @@ def read_keras_file(path: str | Path) -> tuple[specs.Spec, list[np.ndarray]]:
     try:
         if path.suffix.lower() == ".keras":
             with zipfile.ZipFile(path) as archive:
-                config = _json(archive.read("config.json"), path, "config.json")
-                weights_bytes = archive.read("model.weights.h5")
-            spec, weight_paths = reader.spec(config, config.get("compile_config"))
+                config = _json(_member(archive, "config.json", MAX_CONFIG_BYTES, path), path, "config.json")
+                spec, weight_paths = reader.spec(config, config.get("compile_config"))
+                expected = iter(weight_shapes(spec))
+                # The weights, two optimizer slots each, in float64 at most, and HDF5's own overhead.
+                limit = 3 * 8 * sum(int(np.prod(s)) for s in weight_shapes(spec)) + (16 << 20)
+                weights_bytes = _member(archive, "model.weights.h5", limit, path)
             weights = []
             with h5py.File(io.BytesIO(weights_bytes), "r") as h5:
                 for layer_path in weight_paths:
                     count = len(h5.get(f"{layer_path}/vars", {}))
                     if count == 0:
                         raise reader.fail(f"no weights stored for layer '{layer_path}'")
-                    weights += [_dataset(h5, f"{layer_path}/vars/{i}", path) for i in range(count)]
+                    weights += [_dataset(h5, f"{layer_path}/vars/{i}", path, next(expected, None))
+                                for i in range(count)]  # fmt: skip
             return spec, weights
         with h5py.File(path, "r") as h5:
-            if "model_config" not in h5.attrs:
+            config = _attribute_json(h5, "model_config", path)
+            if config is None:
                 raise reader.fail("it holds weights only (no model_config); save the whole model")
-            config = _json(h5.attrs["model_config"], path, "model_config")
-            training = h5.attrs.get("training_config")
-            compile_config = _json(training, path, "training_config") if training is not None else None
-            spec, _ = reader.spec(config, compile_config)
+            spec, _ = reader.spec(config, _attribute_json(h5, "training_config", path))
+            expected = iter(weight_shapes(spec))
             group = h5["model_weights"] if "model_weights" in h5 else h5
             weights = []
             for layer_name in group.attrs.get("layer_names", []):
                 layer_name = layer_name.decode() if isinstance(layer_name, bytes) else layer_name
                 for weight_name in group[layer_name].attrs.get("weight_names", []):
                     weight_name = weight_name.decode() if isinstance(weight_name, bytes) else weight_name
-                    weights.append(_dataset(group[layer_name], weight_name, path))
+                    weights.append(_dataset(group[layer_name], weight_name, path, next(expected, None)))
             return spec, weights
     except (zipfile.BadZipFile, KeyError, OSError) as error:
         raise ModelFileError(f"Keras file '{path}' is truncated or corrupt ({error})") from None

@@ -17,7 +17,11 @@ import numpy as np
 from numnet.errors import SpecError
 
 Shape = tuple[int, ...]  # per-sample shape, without the batch axis
-MAX_LAYER_PARAMS = 100_000_000  # far above any MNIST network; stops a hostile spec exhausting memory
+# A spec's size is checked before anything is allocated, so no spec (or model file, or run record
+# holding one) can make numnet allocate without bound. Far above any digit network: the seed CNN has
+# 95,818 weights and 131,968 activation values per sample.
+MAX_WEIGHTS = 25_000_000  # all layers' weights together: 100 MB in float32, 300 MB with Adam's slots
+MAX_ACTIVATIONS_PER_SAMPLE = 10_000_000  # every layer's output values for one sample: 40 MB in float32
 ACTIVATIONS = ("relu", "softmax", "linear")
 
 
@@ -182,12 +186,6 @@ def _check_positive(layer: Layer, key: str) -> None:
         raise SpecError(f"{layer.type} {key} must be a positive integer, got {value!r}")
 
 
-def _check_parameter_count(layer: Layer, shapes: dict[str, Shape]) -> None:
-    size = sum(int(np.prod(shape, dtype=np.float64)) for shape in shapes.values())
-    if size > MAX_LAYER_PARAMS:
-        raise SpecError(f"{layer.type} would have {size:,} parameters; numnet allows {MAX_LAYER_PARAMS:,} per layer")
-
-
 class Dense(Layer):
     type = "Dense"
     options = {"units": None, "activation": None}
@@ -201,7 +199,6 @@ class Dense(Layer):
     def compute_output_shape(self, input_shape):
         if len(input_shape) != 1:
             raise SpecError(f"Dense needs a flat input, got shape {input_shape}; put a Flatten before it")
-        _check_parameter_count(self, self.weight_shapes(input_shape))
         return (self.config["units"],)
 
     def weight_shapes(self, input_shape):
@@ -264,7 +261,6 @@ class Conv2D(Layer):
             h, w = h - k + 1, w - k + 1
         if h < 1 or w < 1:
             raise SpecError(f"Conv2D {k}x{k} 'valid' does not fit input {input_shape}")
-        _check_parameter_count(self, self.weight_shapes(input_shape))
         return (h, w, self.config["filters"])
 
     def weight_shapes(self, input_shape):
@@ -468,15 +464,35 @@ def layer_from_config(config: dict[str, Any]) -> Layer:
     return LAYER_TYPES[layer_type](**options)
 
 
-def layers_from_spec(spec: dict[str, Any]) -> tuple[list[Layer], list[Shape]]:
-    """The spec's layers and each one's output shape, checked without allocating any weights.
+def size(shape: Shape) -> int:
+    """Elements in an array of this shape (Python integers: no overflow however hostile the spec)."""
+    total = 1
+    for dim in shape:
+        total *= int(dim)
+    return total
 
-    Every backend validates through this, so a bad spec gets the same message everywhere.
+
+def layers_from_spec(spec: dict[str, Any]) -> tuple[list[Layer], list[Shape]]:
+    """The spec's layers and each one's output shape, checked without allocating anything.
+
+    Every backend, file reader and report validates through this, so a bad spec gets the same
+    message everywhere and a spec too large to build is refused before any memory is taken.
     """
     layers = [layer_from_config(config) for config in spec["layers"]]
     shapes, shape = [], tuple(spec["input_shape"])
-    for layer in layers:
-        shape = layer.compute_output_shape(shape)
+    weights, activations = 0, size(shape)
+    for i, layer in enumerate(layers):
+        input_shape, shape = shape, layer.compute_output_shape(shape)
+        weights += sum(size(s) for s in layer.weight_shapes(input_shape).values())
+        if any(dim < 1 for dim in shape):
+            raise SpecError(f"layer {i + 1} ({layer.type}) shrinks its input to {shape}: nothing is left to compute")
+        activations += size(shape)
+        if weights > MAX_WEIGHTS or activations > MAX_ACTIVATIONS_PER_SAMPLE:
+            raise SpecError(
+                f"the network is too large to build: by layer {i + 1} ({layer.type}) it has {weights:,} weights "
+                f"(numnet allows {MAX_WEIGHTS:,}) and {activations:,} activation values per sample "
+                f"(numnet allows {MAX_ACTIVATIONS_PER_SAMPLE:,})"
+            )
         layer.output_shape = shape
         shapes.append(shape)
     last = layers[-1]
@@ -484,3 +500,10 @@ def layers_from_spec(spec: dict[str, Any]) -> tuple[list[Layer], list[Shape]]:
     if not ends_in_softmax or len(shape) != 1:
         raise SpecError("the last layer must output class probabilities: end the spec with softmax")
     return layers, shapes
+
+
+def weight_shapes(spec: dict[str, Any]) -> list[Shape]:
+    """Every weight's shape in Keras order, from the spec alone (for checking a file before reading it)."""
+    layers, shapes = layers_from_spec(spec)
+    inputs = [tuple(spec["input_shape"]), *shapes[:-1]]
+    return [shape for layer, s in zip(layers, inputs) for shape in layer.weight_shapes(s).values()]

@@ -210,8 +210,10 @@ def read_record(path: Path) -> dict[str, Any]:
         record = json.loads(path.read_text())
     except FileNotFoundError:
         raise RunError(f"'{path}' is missing: the run did not finish; run it again to complete it") from None
-    except (OSError, UnicodeDecodeError, ValueError) as error:
-        raise RunError(f"'{path}' is corrupt ({error}); delete the run's files and run it again") from None
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as error:
+        raise RunError(
+            f"'{path}' is corrupt ({type(error).__name__}: {error}); delete the run's files and run it again"
+        ) from None
     if not isinstance(record, dict) or not RECORD_KEYS <= set(record):
         missing = sorted(RECORD_KEYS - set(record)) if isinstance(record, dict) else sorted(RECORD_KEYS)
         raise RunError(f"'{path}' lacks {missing}; delete the run's files and run it again")

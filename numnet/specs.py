@@ -100,6 +100,8 @@ def load_spec(path: str | Path) -> Spec:
         spec = json.loads(text)
     except json.JSONDecodeError as error:
         raise SpecError(f"spec file '{path}' is not valid JSON: {error}") from error
+    except RecursionError:
+        raise SpecError(f"spec file '{path}' is nested too deeply to be a spec") from None
     return validate(spec)
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import math
 import sys
 import time
 import tomllib
@@ -23,6 +24,7 @@ from typing import Any
 from tqdm import tqdm
 
 from numnet import data, runs, specs
+from numnet.arguments import non_negative_int, positive_float
 from numnet.backends import BACKENDS
 from numnet.errors import NumnetError, exit_status
 from numnet.files import read_header
@@ -91,11 +93,20 @@ def expand_grid(grid: dict[str, Any], scale: float = 1.0) -> list[dict[str, Any]
     choices = [value if isinstance(value, list) else [value] for value in grid.values()]
     if any(len(c) == 0 for c in choices):
         raise GridError("a grid setting has an empty list of values")
-    grid_runs = []
-    for combination in itertools.product(*choices):
-        settings = _check_run({**RUN_DEFAULTS, **dict(zip(keys, combination))})
-        settings["epochs"] = max(1, round(settings["epochs"] * scale))
-        grid_runs.append(settings)
+    grid_runs = [
+        _check_run({**RUN_DEFAULTS, **dict(zip(keys, combination))}) for combination in itertools.product(*choices)
+    ]
+    if len({run_name(settings) for settings in grid_runs}) != len(grid_runs):
+        raise GridError("the grid repeats a run; every combination of settings must be distinct")
+    unscaled = sorted({settings["epochs"] for settings in grid_runs})
+    for settings in grid_runs:
+        settings["epochs"] = max(1, math.floor(settings["epochs"] * scale + 0.5))  # at least one, halves up
+    if len({run_name(settings) for settings in grid_runs}) != len(grid_runs):
+        smallest_gap = min(b - a for a, b in zip(unscaled, unscaled[1:]))
+        raise GridError(
+            f"--scale {scale:g} gives runs of {', '.join(map(str, unscaled))} epochs the same number of epochs; "
+            f"use --scale {1 / smallest_gap:g} or more to keep them apart"
+        )
     return grid_runs
 
 
@@ -105,6 +116,8 @@ def run_name(settings: dict[str, Any]) -> str:
     name += f"-s{settings['seed']}"
     if settings.get("train_samples"):
         name += f"-n{settings['train_samples']}"
+    if settings.get("test_samples"):
+        name += f"-t{settings['test_samples']}"
     if settings.get("early_stopping") is not None:
         name += f"-p{settings['early_stopping']}"
     return name
@@ -194,9 +207,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m numnet.experiments", description=__doc__.splitlines()[0])
     parser.add_argument("--grid", default="seed-cnn", help=f"{' | '.join(GRIDS)} | a JSON/TOML grid file")
     parser.add_argument("--backend", choices=sorted(BACKENDS), default="numba")
-    parser.add_argument("--scale", type=float, default=1.0, help="multiplies every run's epochs (quick runs)")
+    parser.add_argument("--scale", type=positive_float, default=1.0, help="multiplies every run's epochs (quick runs)")
     parser.add_argument("--out", type=Path, help="default: runs/<grid name>")
-    parser.add_argument("--early-stopping", type=int, metavar="PATIENCE",
+    parser.add_argument("--early-stopping", type=non_negative_int, metavar="PATIENCE",
                         help="every run stops when its validation loss (or loss) has not improved for PATIENCE "
                         "epochs, keeping the best weights (a grid's own early_stopping wins)")  # fmt: skip
     parser.add_argument("--quiet", action="store_true", help="no progress line")

@@ -123,6 +123,9 @@ def _header(archive: zipfile.ZipFile, path: Path) -> dict[str, Any]:
         raise ModelFileError(f"model file '{path}' has a header nested too deeply to be a model") from None
     if not isinstance(header, dict) or header.get("format") != FORMAT:
         raise ModelFileError(f"'{path}' is not a numnet model file")
+    for key in ("weights", "optimizer"):
+        if not isinstance(header.get(key, []), list):
+            raise ModelFileError(f"model file '{path}' has a corrupt header: '{key}' is not a list")
     if header.get("version") != VERSION:
         raise ModelFileError(
             f"model file '{path}' has format version {header.get('version')}; this numnet reads {VERSION}"

@@ -28,8 +28,14 @@ def load_model(path: str | Path, backend: str | None = None):
     weight_shapes = [w.shape for w in model.get_weights()]
     optimizer_shapes = [s.shape for s in model.optimizer.get_state()]
     weights, optimizer_state = read_arrays(path, weight_shapes, optimizer_shapes)
-    model.set_weights(weights)
-    if optimizer_state is not None:
-        model.optimizer.set_state(optimizer_state)
-    model.epochs_done = int(header.get("epochs_done", 0))
+    epochs_done = header.get("epochs_done", 0)
+    try:
+        if isinstance(epochs_done, bool) or not isinstance(epochs_done, int) or epochs_done < 0:
+            raise ValueError(f"epochs_done must be a non-negative integer, got {epochs_done!r}")
+        model.set_weights(weights)
+        if optimizer_state is not None:
+            model.optimizer.set_state(optimizer_state)
+    except (NumnetError, ValueError) as error:
+        raise ModelFileError(f"model file '{path}' is not usable: {error}") from None
+    model.epochs_done = epochs_done
     return model

@@ -45,6 +45,11 @@ class Adam:
         slots = [slot for pair in zip(self.m, self.v) for slot in pair]
         if len(state) != 1 + len(slots) or any(np.shape(s) != t.shape for s, t in zip(state[1:], slots)):
             raise ValueError(f"expected {1 + len(slots)} arrays shaped like the parameters, got {len(state)}")
+        _check_iterations(state[0])
+        if not all(np.isfinite(s).all() for s in state[1:]):
+            raise ValueError("the Adam state holds NaN or infinite values")
+        if any((np.asarray(v) < 0).any() for v in state[2::2]):
+            raise ValueError("the Adam state holds a negative second moment (v), which no training produces")
         self.iterations = int(state[0])
         for target, new in zip(slots, state[1:]):
             target[...] = self.kernels.asarray(new, target.dtype)
@@ -66,7 +71,13 @@ class SGD:
     def set_state(self, state: list[np.ndarray]) -> None:
         if len(state) != 1 or np.shape(state[0]) != ():
             raise ValueError(f"expected 1 scalar, got {len(state)} arrays")
+        _check_iterations(state[0])
         self.iterations = int(state[0])
+
+
+def _check_iterations(value: np.ndarray) -> None:
+    if np.shape(value) != () or not np.issubdtype(np.asarray(value).dtype, np.integer) or int(value) < 0:
+        raise ValueError(f"the optimizer's step count must be a non-negative integer, got {value!r}")
 
 
 OPTIMIZER_TYPES = {"adam": Adam, "sgd": SGD}

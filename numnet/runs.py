@@ -129,8 +129,8 @@ def _subset(mnist, settings: dict[str, Any]):
 def train(run: Run, files: RunFiles, mnist=None, verbose: bool = True, on_epoch=None) -> dict[str, Any]:
     """Trains `run` to its epochs, checkpointing after each one, then measures it and writes its record.
 
-    Ctrl-C saves the checkpoint and re-raises KeyboardInterrupt; `on_epoch(run)` runs after each
-    epoch's checkpoint (progress displays).
+    Ctrl-C (KeyboardInterrupt) leaves the checkpoint of the last complete epoch as it is: a
+    half-trained epoch is never saved. `on_epoch(run)` runs after each epoch's checkpoint.
     """
     model, settings = run.model, run.settings
     mnist = mnist if mnist is not None else data.load_mnist()
@@ -152,15 +152,11 @@ def train(run: Run, files: RunFiles, mnist=None, verbose: bool = True, on_epoch=
         monitor = "val_loss" if settings.get("validation_split") else "loss"
         callbacks.append(EarlyStopping(monitor, patience=settings["early_stopping"], restore_best_weights=True))
     callbacks.append(LambdaCallback(on_epoch_end=checkpoint))
-    try:
-        model.fit(
-            x_train, y_train, epochs=max(settings["epochs"] - model.epochs_done, 0),
-            batch_size=settings["batch_size"], validation_split=settings.get("validation_split", 0.0),
-            verbose=int(verbose), callbacks=callbacks,
-        )  # fmt: skip
-    except KeyboardInterrupt:
-        save_model(model, files.checkpoint, run={**run.state(), "history": merged()})
-        raise
+    model.fit(
+        x_train, y_train, epochs=max(settings["epochs"] - model.epochs_done, 0),
+        batch_size=settings["batch_size"], validation_split=settings.get("validation_split", 0.0),
+        verbose=int(verbose), callbacks=callbacks,
+    )  # fmt: skip
     run.history = merged()
     return finish(run, files, x_test, y_test)
 

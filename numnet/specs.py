@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import copy
 import json
+import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +18,10 @@ from numnet.errors import SpecError
 Spec = dict[str, Any]
 
 LOSSES = ("sparse_categorical_crossentropy", "categorical_crossentropy")
+SAFE_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]{0,63}")
+OPTIMIZER_RANGES = {  # open intervals every option must lie in
+    "learning_rate": (0.0, math.inf), "beta_1": (0.0, 1.0), "beta_2": (0.0, 1.0), "epsilon": (0.0, 1.0),
+}  # fmt: skip
 OPTIMIZERS = {
     "adam": {"learning_rate": 1e-3, "beta_1": 0.9, "beta_2": 0.999, "epsilon": 1e-7},
     "sgd": {"learning_rate": 1e-2},
@@ -75,6 +81,12 @@ def validate(spec: Any) -> Spec:
     if not isinstance(spec.get("layers"), list) or not spec["layers"]:
         raise SpecError("spec 'layers' must be a non-empty list of layer configs")
     spec.setdefault("name", "model")
+    name = spec["name"]
+    if not isinstance(name, str) or not SAFE_NAME.fullmatch(name):
+        raise SpecError(
+            f"spec 'name' must be 1-64 letters, digits, '_', '-' or '.', not starting with '.', since files are "
+            f"named after it; got {name!r}"
+        )
     spec.setdefault("loss", "sparse_categorical_crossentropy")
     if spec["loss"] not in LOSSES:
         raise SpecError(f"loss {spec['loss']!r} is not supported; use one of {LOSSES}")
@@ -86,6 +98,12 @@ def validate(spec: Any) -> Spec:
     if unknown:
         raise SpecError(f"optimizer {optimizer['type']!r} does not take {unknown}")
     spec["optimizer"] = {"type": optimizer["type"], **defaults, **optimizer}
+    for key, value in spec["optimizer"].items():
+        if key == "type":
+            continue
+        low, high = OPTIMIZER_RANGES[key]
+        if isinstance(value, bool) or not isinstance(value, int | float) or not low < value < high:
+            raise SpecError(f"optimizer {key} must be a number in ({low}, {high}), got {value!r}")
     return spec
 
 

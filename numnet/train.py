@@ -12,8 +12,10 @@ import time
 from pathlib import Path
 
 from numnet import data, runs, specs
+from numnet.arguments import fraction, non_negative_int, positive_int
 from numnet.backends import BACKENDS
 from numnet.errors import InputError, NumnetError, exit_status
+from numnet.files import read_header
 from numnet.io import models_dir
 from numnet.machine import describe_device
 
@@ -32,13 +34,13 @@ RUN_OPTIONS = ("model", "batch_size", "validation_split", "seed", "out", "early_
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m numnet.train", description=__doc__.splitlines()[0])
-    parser.add_argument("--backend", choices=sorted(BACKENDS), help="default: numpy (on --resume: the run's own)")
+    parser.add_argument("--backend", choices=sorted(BACKENDS), help="default: numba (on --resume: the run's own)")
     parser.add_argument("--model", action="append", help="mlp, cnn or a spec.json (repeatable; default: mlp and cnn)")
-    parser.add_argument("--epochs", type=int, help="default: 10 (MLP), 15 (CNN); on --resume: a new target")
-    parser.add_argument("--batch-size", type=int, help="default: 100 (MLP), 1024 (CNN)")
-    parser.add_argument("--validation-split", type=float, help="default: 0.2 (MLP), 0 (CNN)")
-    parser.add_argument("--seed", type=int, help="default: 0")
-    parser.add_argument("--early-stopping", type=int, metavar="PATIENCE",
+    parser.add_argument("--epochs", type=positive_int, help="default: 10 (MLP), 15 (CNN); on --resume: a new target")
+    parser.add_argument("--batch-size", type=positive_int, help="default: 100 (MLP), 1024 (CNN)")
+    parser.add_argument("--validation-split", type=fraction, help="default: 0.2 (MLP), 0 (CNN)")
+    parser.add_argument("--seed", type=non_negative_int, help="default: 0")
+    parser.add_argument("--early-stopping", type=non_negative_int, metavar="PATIENCE",
                         help="stop when the validation loss (or, without validation, the loss) has not improved "
                         "for PATIENCE epochs, keeping the best weights")  # fmt: skip
     parser.add_argument("--out", type=Path, default=None, help="default: $NUMNET_HOME/models")
@@ -74,7 +76,7 @@ def planned_runs(args: argparse.Namespace) -> list[tuple[runs.Run, runs.RunFiles
     planned = []
     for choice in args.model or ["mlp", "cnn"]:
         name = specs.resolve(choice)["name"]
-        run = runs.new_run(name, choice, settings_for(name, args), args.backend or "numpy", **options)
+        run = runs.new_run(name, choice, settings_for(name, args), args.backend or "numba", **options)
         planned.append((run, runs.RunFiles.named(out, name)))
     return planned
 
@@ -99,11 +101,13 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 record = runs.train(run, files, mnist, verbose=not args.quiet)
             except KeyboardInterrupt:
-                print(
-                    f"\ninterrupted after {model.epochs_done} complete epoch(s); checkpoint saved to {files.checkpoint}"
-                    f"\nresume with: python -m numnet.train --resume {files.checkpoint}",
-                    file=sys.stderr,
-                )
+                if files.checkpoint.exists():
+                    done = read_header(files.checkpoint).get("epochs_done")
+                    resume = f"python -m numnet.train --resume {files.checkpoint}"
+                    print(f"\ninterrupted; the checkpoint after epoch {done} is {files.checkpoint}\n"
+                          f"resume with: {resume}", file=sys.stderr)  # fmt: skip
+                else:
+                    print("\ninterrupted before the first epoch finished; nothing was saved", file=sys.stderr)
                 return 130
             report(run, files, record)
         print(f"\ndone in {time.perf_counter() - total:.1f} s; models in {planned[-1][1].model.parent}")

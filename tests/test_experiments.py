@@ -96,7 +96,7 @@ def test_unreadable_grid_file_is_named(tmp_path):
 def test_each_run_records_what_the_lab_wrote_down(tiny_results, mnist):
     out, records = tiny_results
     (_, _), (x_test, y_test) = mnist
-    assert [r["name"] for r in records] == ["mlp-e1-b50-v0.2-s0-n400", "cnn-e1-b50-v0.2-s0-n400"]
+    assert [r["name"] for r in records] == ["mlp-e1-b50-v0.2-s0-n400-t300", "cnn-e1-b50-v0.2-s0-n400-t300"]
     for record in records:
         run_dir = out / record["name"]
         assert record["backend"] == "numba" and record["device"].startswith("CPU")
@@ -188,7 +188,7 @@ def test_report_leaves_out_unfinished_runs_and_says_so(tiny_results, tmp_path, m
     shutil.copytree(tiny_results[0], folder)
     unfinished = folder / "mlp-e9-b50-v0-s0"
     unfinished.mkdir()
-    shutil.copy(folder / "mlp-e1-b50-v0.2-s0-n400" / "model.npz", unfinished / "checkpoint.npz")
+    shutil.copy(folder / "mlp-e1-b50-v0.2-s0-n400-t300" / "model.npz", unfinished / "checkpoint.npz")
     report.build_report(folder, mnist=mnist)
     assert "has not finished; left out" in capsys.readouterr().err
     assert "mlp-e9" not in (folder / "report.html").read_text()
@@ -208,7 +208,7 @@ def test_damaged_results_give_a_clear_message(tiny_results, tmp_path, damage, me
 
     folder = tmp_path / "results"
     shutil.copytree(tiny_results[0], folder)
-    damage(folder / "cnn-e1-b50-v0.2-s0-n400")
+    damage(folder / "cnn-e1-b50-v0.2-s0-n400-t300")
     result = subprocess.run([sys.executable, "-m", "numnet.report", str(folder)], capture_output=True, text=True,
                             env=home_with_mnist(tmp_path))  # fmt: skip
     assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
@@ -227,7 +227,7 @@ def test_command_lines_run_a_grid_file_and_draw_its_report(tmp_path):
     command = [sys.executable, "-m", "numnet.experiments", "--grid", str(grid), "--out", str(out), "--quiet"]
     result = subprocess.run(command, capture_output=True, text=True, env=env)
     assert result.returncode == 0, result.stderr
-    assert "mlp-e1-b100-v0-s0-n300" in result.stdout and "mlp-e2-b100-v0-s0-n300" in result.stdout
+    assert "mlp-e1-b100-v0-s0-n300-t100" in result.stdout and "mlp-e2-b100-v0-s0-n300-t100" in result.stdout
     assert "python -m numnet.report" in result.stdout
     drawn = subprocess.run([sys.executable, "-m", "numnet.report", str(out)], capture_output=True, text=True, env=env)
     assert drawn.returncode == 0, drawn.stderr

@@ -118,3 +118,140 @@ def test_a_run_record_holding_a_spec_bomb_is_refused_by_the_report(tmp_path, mni
                             text=True, env={**os.environ, "NUMNET_HOME": str(home)}, timeout=300,
                             preexec_fn=limit_memory)  # fmt: skip
     assert result.returncode == 2 and "too large to build" in result.stderr and "Traceback" not in result.stderr
+
+
+# -- careless input: refused by name, nothing lost ---------------------------------------------------
+def train_cli(*args, home):
+    env = {**os.environ, "NUMNET_HOME": str(home)}
+    return subprocess.run([sys.executable, "-m", "numnet.train", *args], capture_output=True, text=True, env=env,
+                          timeout=600)  # fmt: skip
+
+
+@pytest.fixture
+def home_with_a_trained_model(tmp_path):
+    home = tmp_path / "home"
+    (home / "models").mkdir(parents=True)
+    (home / "mnist.npz").symlink_to(numnet.data.cache_path())
+    model = numnet.build(numnet.specs.mlp())
+    model.save(home / "models" / "mlp.npz")
+    return home, (home / "models" / "mlp.npz").read_bytes()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [(["--epochs", "-5"], "--epochs: must be an integer >= 1, got '-5'"),
+     (["--epochs", "0"], "--epochs: must be an integer >= 1"),
+     (["--seed", "-1"], "--seed: must be an integer >= 0"),
+     (["--batch-size", "2.5"], "--batch-size: must be an integer >= 1, got '2.5'"),
+     (["--validation-split", "1.5"], "--validation-split: must be a number in [0, 1)"),
+     (["--early-stopping", "x"], "--early-stopping: must be an integer >= 0")],
+)  # fmt: skip
+def test_bad_cli_values_are_refused_before_any_file_is_touched(home_with_a_trained_model, args, message):
+    home, saved = home_with_a_trained_model
+    result = train_cli("--model", "mlp", *args, home=home)
+    assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
+    assert (home / "models" / "mlp.npz").read_bytes() == saved
+
+
+@pytest.mark.parametrize("name", ["../escaped", "/tmp/escaped", ".hidden", "a b"])
+def test_a_spec_name_cannot_escape_the_output_folder(home_with_a_trained_model, tmp_path, name):
+    home, _ = home_with_a_trained_model
+    spec = {**numnet.specs.mlp(), "name": name}
+    path = tmp_path / "spec.json"
+    path.write_text(json.dumps(spec))
+    result = train_cli("--model", str(path), "--epochs", "1", "--out", str(tmp_path / "out"), home=home)
+    assert result.returncode == 2 and "spec 'name' must be" in result.stderr
+    assert not (tmp_path / "out").exists() and not (tmp_path / "escaped.npz").exists()
+
+
+@pytest.mark.parametrize(
+    ("optimizer", "message"),
+    [({"type": "adam", "learning_rate": -0.001}, "learning_rate must be a number"),
+     ({"type": "sgd", "learning_rate": "0.1"}, "learning_rate must be a number"),
+     ({"type": "adam", "beta_1": 1.5}, "beta_1 must be a number in (0.0, 1.0)")],
+)  # fmt: skip
+def test_nonsense_optimizer_settings_are_refused(optimizer, message):
+    with pytest.raises(numnet.errors.SpecError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        numnet.build({**numnet.specs.mlp(), "optimizer": optimizer})
+
+
+def damaged_model(tmp_path, change):
+    """A real model file with one thing in it changed by `change(header, arrays)`."""
+    path = tmp_path / "model.npz"
+    numnet.build(numnet.specs.mlp()).save(path)
+    with zipfile.ZipFile(path) as archive:
+        members = {name: archive.read(name) for name in archive.namelist()}
+    header = json.loads(members["header.json"])
+    change(header, members)
+    members["header.json"] = json.dumps(header).encode()
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    return path
+
+
+def npy(array) -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    np.save(buffer, array, allow_pickle=False)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [(lambda h, m: h.update(epochs_done="abc"), "epochs_done must be a non-negative integer"),
+     (lambda h, m: h.update(weights=5), "'weights' is not a list"),
+     (lambda h, m: m.update({"optimizer/002.npy": npy(np.full((784, 128), np.nan, np.float32))}), "NaN"),
+     (lambda h, m: m.update({"optimizer/002.npy": npy(np.full((784, 128), -1.0, np.float32))}), "negative"),
+     (lambda h, m: m.update({"optimizer/000.npy": npy(np.array(-3, np.int64))}), "step count")],
+    ids=["epochs-done-text", "weights-not-a-list", "nan-optimizer-state", "negative-velocity", "negative-steps"],
+)  # fmt: skip
+def test_model_files_with_impossible_contents_are_refused(tmp_path, change, message):
+    path = damaged_model(tmp_path, change)
+    with pytest.raises(numnet.errors.ModelFileError, match=message):
+        numnet.load(path)
+
+
+def test_experiment_runs_differing_only_in_test_samples_are_distinct():
+    from numnet import experiments
+
+    grid = {"model": "mlp", "epochs": 1, "test_samples": [100, 200]}
+    names = [experiments.run_name(settings) for settings in experiments.expand_grid(grid)]
+    assert len(set(names)) == 2
+
+
+def test_a_scale_that_merges_runs_says_which_scale_keeps_them_apart():
+    from numnet import experiments
+
+    with pytest.raises(experiments.GridError, match=r"use --scale 0.04 or more"):
+        experiments.expand_grid(experiments.GRIDS["seed-cnn"], 0.01)
+    assert [r["epochs"] for r in experiments.expand_grid(experiments.GRIDS["seed-cnn"], 0.04)] == [1, 2, 4]
+
+
+def test_an_interrupted_epoch_never_overwrites_the_last_complete_checkpoint(tmp_path, mnist):
+    from numnet import runs
+
+    run = runs.new_run("mlp", "mlp", {"epochs": 3, "batch_size": 100}, "numba")
+    files = runs.RunFiles.named(tmp_path, "mlp")
+    after_first = {}
+
+    def stop_inside_the_second_epoch(run):
+        after_first["weights"] = run.model.get_weights()
+        real_step = run.model.train_step
+        calls = []
+
+        def step(x, y):
+            calls.append(1)
+            if len(calls) == 5:
+                raise KeyboardInterrupt
+            return real_step(x, y)
+
+        run.model.train_step = step
+
+    with pytest.raises(KeyboardInterrupt):
+        runs.train(run, files, mnist, verbose=False, on_epoch=stop_inside_the_second_epoch)
+    saved = numnet.load(files.checkpoint)
+    assert saved.epochs_done == 1
+    for ours, theirs in zip(saved.get_weights(), after_first["weights"]):
+        np.testing.assert_array_equal(ours, theirs)

@@ -60,6 +60,6 @@ BACKENDS: dict[str, Any] = {
 
 
 def get_backend(name: str):
-    if name not in BACKENDS:
+    if not isinstance(name, str) or name not in BACKENDS:
         raise BackendUnavailable(f"backend {name!r} is not available; choose one of {sorted(BACKENDS)}")
     return BACKENDS[name]

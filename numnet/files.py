@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import zipfile
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,9 @@ FORMAT = "numnet-model"
 VERSION = 1
 MAX_HEADER_BYTES = 1 << 20
 ALLOWED_DTYPES = {np.dtype("float32"), np.dtype("float64"), np.dtype("int64")}
+# What reading a damaged zip can raise, besides BadZipFile: a cut-off or garbled deflate stream,
+# an unknown compression method, a member that ends early.
+ZIP_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, OSError, ValueError)
 
 
 def _write_array(archive: zipfile.ZipFile, name: str, array: np.ndarray) -> None:
@@ -81,7 +85,7 @@ def _read_array(archive: zipfile.ZipFile, name: str, shape: tuple, path: Path) -
         return np.frombuffer(data, dtype=dtype).reshape(shape).copy()
     except KeyError:
         raise ModelFileError(f"model file '{path}' is missing array {name}; re-save it or train again") from None
-    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as error:
+    except ZIP_ERRORS as error:
         if isinstance(error, NumnetError):
             raise
         raise ModelFileError(
@@ -100,7 +104,7 @@ def _open_archive(path: Path) -> zipfile.ZipFile:
         raise ModelFileError(f"model file '{path}' does not exist; train one with `python -m numnet.train`")
     try:
         return zipfile.ZipFile(path)
-    except zipfile.BadZipFile:
+    except ZIP_ERRORS:
         size = path.stat().st_size
         raise ModelFileError(
             f"model file '{path}' is truncated or not a numnet model ({size:,} bytes, no valid zip "
@@ -117,7 +121,7 @@ def _header(archive: zipfile.ZipFile, path: Path) -> dict[str, Any]:
         raise ModelFileError(f"model file '{path}' has an oversized header ({info.file_size:,} bytes)")
     try:
         header = json.loads(archive.read(info))
-    except (zipfile.BadZipFile, ValueError) as error:
+    except ZIP_ERRORS as error:
         raise ModelFileError(f"model file '{path}' has a corrupt header: {error}") from None
     except RecursionError:
         raise ModelFileError(f"model file '{path}' has a header nested too deeply to be a model") from None

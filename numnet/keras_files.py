@@ -21,6 +21,7 @@ import numpy as np
 
 from numnet import specs
 from numnet.errors import ModelFileError, NumnetError
+from numnet.files import ZIP_ERRORS
 from numnet.io import atomic_write
 from numnet.layers import KERAS_CLASSES, KerasMismatch, keras_names, layers_from_spec, snake_case, weight_shapes
 
@@ -215,7 +216,9 @@ def read_keras_file(path: str | Path) -> tuple[specs.Spec, list[np.ndarray]]:
                     weight_name = weight_name.decode() if isinstance(weight_name, bytes) else weight_name
                     weights.append(_dataset(group[layer_name], weight_name, path, next(expected, None)))
             return spec, weights
-    except (zipfile.BadZipFile, KeyError, OSError) as error:
+    except NumnetError:
+        raise
+    except (*ZIP_ERRORS, KeyError) as error:
         raise ModelFileError(f"Keras file '{path}' is truncated or corrupt ({error})") from None
 
 

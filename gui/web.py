@@ -28,6 +28,11 @@ from numnet.preprocess import canvas_to_mnist
 
 MAX_UPLOAD_BYTES = 4 << 20  # a 280x280 canvas PNG is ~5-30 kB; even a 4K screenshot fits
 MAX_IMAGE_PIXELS = 4096 * 4096
+# A drawing needs far fewer pixels than a 4096x4096 upload holds: larger images are shrunk to this
+# side before preprocessing (whose float arrays would otherwise cost ~0.5 GB per such request),
+# and only this many uploads are decoded and prepared at once; the others wait their turn.
+MAX_WORKING_SIDE = 1024
+DECODE_SLOTS = threading.BoundedSemaphore(2)
 
 
 class RequestProblem(Exception):
@@ -59,6 +64,10 @@ def decode_image(body: bytes, content_type: str) -> Image.Image:
         raise RequestProblem(413, f"the image has too many pixels to read ({error})") from None
     except Exception as error:  # PIL raises many types for damaged or foreign data
         raise RequestProblem(400, f"the body is not a readable image ({type(error).__name__}: {error})") from None
+    factor = -(-max(image.size) // MAX_WORKING_SIDE)
+    if factor > 1:
+        image = image.convert("RGBA" if "A" in image.getbands() or "transparency" in image.info else "L")
+        image = image.reduce(factor)
     return image
 
 
@@ -80,6 +89,12 @@ class Predictor:
                 except NumnetError as error:
                     raise RequestProblem(500, f"model {name!r} cannot be loaded: {error}") from None
             return self.loaded[name]
+
+    def answer(self, name: str, body: bytes, content_type: str) -> dict[str, Any]:
+        """Decodes and predicts one upload, at most DECODE_SLOTS of them at a time (memory stays bounded)."""
+        self.model(name)  # an unknown or broken model is refused before any decoding
+        with DECODE_SLOTS:
+            return self.predict(name, decode_image(body, content_type))
 
     def predict(self, name: str, image: Image.Image) -> dict[str, Any]:
         model = self.model(name)
@@ -131,8 +146,7 @@ def create_app(models: dict[str, Path], backend: str = "numba"):
                 raise RequestProblem(413, f"the image is over the limit of {MAX_UPLOAD_BYTES:,} bytes")
         content_type = request.headers.get("content-type", "")
         # Decoding and predicting take milliseconds of CPU: off the event loop, so other requests go on.
-        image = await run_in_threadpool(decode_image, bytes(body), content_type)
-        return await run_in_threadpool(predictor.predict, model or next(iter(models)), image)
+        return await run_in_threadpool(predictor.answer, model or next(iter(models)), bytes(body), content_type)
 
     return app
 

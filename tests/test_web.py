@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import http.client
 import io
 import json
@@ -54,14 +55,10 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def server(seed_mlp_file, tmp_path_factory):
-    folder = tmp_path_factory.mktemp("web-models")
-    numnet.build(numnet.specs.mlp(), seed=1).save(folder / "untrained.npz")
-    (folder / "broken.npz").write_bytes(b"PK\x03\x04 not really a model")
+def start_server(models: list[Path]) -> tuple[subprocess.Popen, str]:
     port = free_port()
     command = [sys.executable, "-m", "numnet.web", "--port", str(port)]
-    for path in (seed_mlp_file, folder / "untrained.npz", folder / "broken.npz"):
+    for path in models:
         command += ["--model", str(path)]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     url = f"http://127.0.0.1:{port}/"
@@ -69,12 +66,20 @@ def server(seed_mlp_file, tmp_path_factory):
     while True:
         try:
             urllib.request.urlopen(url + "models", timeout=2)
-            break
+            return process, url
         except OSError:
             if process.poll() is not None or time.time() > deadline:
                 process.kill()
                 pytest.fail(f"the web server did not start: {process.stdout.read()}")
             time.sleep(0.2)
+
+
+@pytest.fixture(scope="module")
+def server(seed_mlp_file, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("web-models")
+    numnet.build(numnet.specs.mlp(), seed=1).save(folder / "untrained.npz")
+    (folder / "broken.npz").write_bytes(b"PK\x03\x04 not really a model")
+    process, url = start_server([seed_mlp_file, folder / "untrained.npz", folder / "broken.npz"])
     yield url
     process.terminate()
     process.wait(timeout=10)
@@ -294,3 +299,33 @@ def test_the_server_listens_on_localhost_only_by_default(server):
                 if state == "0A" and int(port_hex, 16) == port:
                     listening.append(address)
     assert listening == ["0100007F"]  # 127.0.0.1, and nothing else (no 0.0.0.0, no ::)
+
+
+def peak_memory_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmHWM in /proc")
+
+
+def test_many_large_uploads_at_once_keep_the_server_memory_bounded(seed_mlp_file):
+    """Ten 4096x4096 RGBA drawings at once (each ~0.5 GB to prepare at full size) stay within a bound."""
+    process, url = start_server([seed_mlp_file])
+    try:
+        assert post(url, png_of(DIGITS[1]))[0] == 200  # model loaded and kernels warm before measuring
+        before = peak_memory_mib(process.pid)
+        canvas = Image.new("RGBA", (4096, 4096), (255, 255, 255, 255))
+        ImageDraw.Draw(canvas).line([(2048, 600), (2048, 3500)], fill=(0, 0, 0, 255), width=260)
+        buffer = io.BytesIO()
+        canvas.save(buffer, format="PNG")
+        body = buffer.getvalue()
+        assert len(body) < 200_000
+        with concurrent.futures.ThreadPoolExecutor(10) as pool:
+            answers = list(pool.map(lambda _: post(url, body), range(10)))
+        assert all(status == 200 and result["digit"] == 1 for status, result in answers), answers
+        growth = peak_memory_mib(process.pid) - before
+        assert growth < 600, f"serving ten large uploads at once grew the server's peak memory by {growth:.0f} MiB"
+        assert post(url, png_of(DIGITS[7]))[1]["digit"] == 7
+    finally:
+        process.terminate()
+        process.wait(timeout=10)

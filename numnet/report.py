@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
-from numnet import data, runs
+from numnet import data, runs, specs
 from numnet.errors import NumnetError, exit_status
 from numnet.io import atomic_write
 from numnet.layers import keras_names, layers_from_spec
@@ -265,7 +265,8 @@ def build_report(folder: Path, out: Path | None = None, mnist=None) -> Path:
     ]
     specs_seen: dict[str, dict[str, Any]] = {}
     for record in records:
-        specs_seen.setdefault(record["spec"]["name"], record["spec"])
+        spec = specs.validate(record.get("spec"))  # its name becomes a file name: a safe stem, checked
+        specs_seen.setdefault(spec["name"], spec)
     figures += [(f"model structure: {name}", f"structure_{name}", model_structure(s)) for name, s in specs_seen.items()]
     out.mkdir(parents=True, exist_ok=True)
     images = [(heading, name, save_png(fig, out / f"{name}.png")) for heading, name, fig in figures]

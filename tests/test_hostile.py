@@ -255,3 +255,24 @@ def test_an_interrupted_epoch_never_overwrites_the_last_complete_checkpoint(tmp_
     assert saved.epochs_done == 1
     for ours, theirs in zip(saved.get_weights(), after_first["weights"]):
         np.testing.assert_array_equal(ours, theirs)
+
+
+def test_a_run_record_whose_spec_name_escapes_the_report_folder_is_refused(tmp_path, mnist):
+    run = tmp_path / "runs" / "sneaky"
+    run.mkdir(parents=True)
+    record = {"name": "sneaky", "model": "mlp", "settings": {"epochs": 1},
+              "spec": {**numnet.specs.mlp(), "name": "../../escaped"}, "backend": "numpy",
+              "history": {"loss": [1.0], "accuracy": [0.5], "seconds": [1.0]}, "test_accuracy": 0.5,
+              "per_digit_accuracy": {str(d): 0.5 for d in range(10)}, "confusion": np.eye(10, dtype=int).tolist(),
+              "test_samples": 10, "train_seconds": 1.0, "test_seconds": 0.1, "device": "CPU"}  # fmt: skip
+    (run / "run.json").write_text(json.dumps(record))
+    np.save(run / "test_probabilities.npy", np.full((10, 10), 0.1, np.float32))
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "mnist.npz").symlink_to(numnet.data.cache_path())
+    out = tmp_path / "a" / "b"
+    result = subprocess.run([sys.executable, "-m", "numnet.report", str(tmp_path / "runs"), "--out", str(out)],
+                            capture_output=True, text=True, env={**os.environ, "NUMNET_HOME": str(home)},
+                            timeout=300)  # fmt: skip
+    assert result.returncode == 2 and "spec 'name' must be" in result.stderr and "Traceback" not in result.stderr
+    assert not list(tmp_path.glob("**/structure_*"))

@@ -102,10 +102,11 @@ def test_a_deeply_nested_model_file_header_is_refused(tmp_path):
     assert_refused(load_in_child(path), "ModelFileError", "nested too deeply")
 
 
-def test_a_run_record_holding_a_spec_bomb_is_refused_by_the_report(tmp_path, mnist):
-    run = tmp_path / "runs" / "bomb"
+def report_on_a_record(tmp_path, spec, out=None) -> subprocess.CompletedProcess:
+    """`numnet.report` on one finished-looking run whose record holds `spec`."""
+    run = tmp_path / "runs" / "run"
     run.mkdir(parents=True)
-    record = {"name": "bomb", "model": "mlp", "settings": {"epochs": 1}, "spec": DENSE_BOMB, "backend": "numpy",
+    record = {"name": "run", "model": "mlp", "settings": {"epochs": 1}, "spec": spec, "backend": "numpy",
               "history": {"loss": [1.0], "accuracy": [0.5], "seconds": [1.0]}, "test_accuracy": 0.5,
               "per_digit_accuracy": {str(d): 0.5 for d in range(10)}, "confusion": np.eye(10, dtype=int).tolist(),
               "test_samples": 10, "train_seconds": 1.0, "test_seconds": 0.1, "device": "CPU"}  # fmt: skip
@@ -114,9 +115,13 @@ def test_a_run_record_holding_a_spec_bomb_is_refused_by_the_report(tmp_path, mni
     home = tmp_path / "home"
     home.mkdir()
     (home / "mnist.npz").symlink_to(numnet.data.cache_path())
-    result = subprocess.run([sys.executable, "-m", "numnet.report", str(tmp_path / "runs")], capture_output=True,
-                            text=True, env={**os.environ, "NUMNET_HOME": str(home)}, timeout=300,
-                            preexec_fn=limit_memory)  # fmt: skip
+    command = [sys.executable, "-m", "numnet.report", str(tmp_path / "runs"), *(["--out", str(out)] if out else [])]
+    return subprocess.run(command, capture_output=True, text=True, env={**os.environ, "NUMNET_HOME": str(home)},
+                          timeout=300, preexec_fn=limit_memory)  # fmt: skip
+
+
+def test_a_run_record_holding_a_spec_bomb_is_refused_by_the_report(tmp_path, mnist):
+    result = report_on_a_record(tmp_path, DENSE_BOMB)
     assert result.returncode == 2 and "too large to build" in result.stderr and "Traceback" not in result.stderr
 
 
@@ -258,21 +263,6 @@ def test_an_interrupted_epoch_never_overwrites_the_last_complete_checkpoint(tmp_
 
 
 def test_a_run_record_whose_spec_name_escapes_the_report_folder_is_refused(tmp_path, mnist):
-    run = tmp_path / "runs" / "sneaky"
-    run.mkdir(parents=True)
-    record = {"name": "sneaky", "model": "mlp", "settings": {"epochs": 1},
-              "spec": {**numnet.specs.mlp(), "name": "../../escaped"}, "backend": "numpy",
-              "history": {"loss": [1.0], "accuracy": [0.5], "seconds": [1.0]}, "test_accuracy": 0.5,
-              "per_digit_accuracy": {str(d): 0.5 for d in range(10)}, "confusion": np.eye(10, dtype=int).tolist(),
-              "test_samples": 10, "train_seconds": 1.0, "test_seconds": 0.1, "device": "CPU"}  # fmt: skip
-    (run / "run.json").write_text(json.dumps(record))
-    np.save(run / "test_probabilities.npy", np.full((10, 10), 0.1, np.float32))
-    home = tmp_path / "home"
-    home.mkdir()
-    (home / "mnist.npz").symlink_to(numnet.data.cache_path())
-    out = tmp_path / "a" / "b"
-    result = subprocess.run([sys.executable, "-m", "numnet.report", str(tmp_path / "runs"), "--out", str(out)],
-                            capture_output=True, text=True, env={**os.environ, "NUMNET_HOME": str(home)},
-                            timeout=300)  # fmt: skip
+    result = report_on_a_record(tmp_path, {**numnet.specs.mlp(), "name": "../../escaped"}, out=tmp_path / "a" / "b")
     assert result.returncode == 2 and "spec 'name' must be" in result.stderr and "Traceback" not in result.stderr
     assert not list(tmp_path.glob("**/structure_*"))

@@ -55,7 +55,7 @@ def keras_model(spec: specs.Spec, seed: int = 0, backend: str = "tensorflow") ->
     """A compiled keras.Sequential computing exactly what numnet builds from `spec`."""
     _, keras = import_keras(backend)
     spec = specs.validate(spec)
-    layers, _ = layers_from_spec(spec)  # numnet's checks and messages, for every backend
+    layers = layers_from_spec(spec)  # numnet's checks and messages, for every backend
     keras.utils.set_random_seed(seed)
     keras_layers = [
         getattr(keras.layers, layer.keras_class)(**layer.to_keras(seed=seed + i)) for i, layer in enumerate(layers)

@@ -189,9 +189,10 @@ def read_keras_file(path: str | Path) -> tuple[specs.Spec, list[np.ndarray]]:
             with zipfile.ZipFile(path) as archive:
                 config = _json(_member(archive, "config.json", MAX_CONFIG_BYTES, path), path, "config.json")
                 spec, weight_paths = reader.spec(config, config.get("compile_config"))
-                expected = iter(weight_shapes(spec))
+                shapes = weight_shapes(spec)
+                expected = iter(shapes)
                 # The weights, two optimizer slots each, in float64 at most, and HDF5's own overhead.
-                limit = 3 * 8 * sum(int(np.prod(s)) for s in weight_shapes(spec)) + (16 << 20)
+                limit = 3 * 8 * sum(int(np.prod(s)) for s in shapes) + (16 << 20)
                 weights_bytes = _member(archive, "model.weights.h5", limit, path)
             weights = []
             with h5py.File(io.BytesIO(weights_bytes), "r") as h5:
@@ -227,13 +228,12 @@ KERAS_VERSION = "3.15.1"  # the Keras whose file layout this writer follows (rea
 
 def _keras_layers(spec: specs.Spec) -> list[dict[str, Any]]:
     """Each layer's name, Keras class, Keras config and input shape, from the layers' own mapping."""
-    layers, shapes = layers_from_spec(spec)
-    inputs = [tuple(spec["input_shape"]), *shapes[:-1]]
+    layers = layers_from_spec(spec)
     names = keras_names([layer.type for layer in layers])
     return [
-        {"name": name, "class_name": layer.keras_class, "input_shape": [None, *shape], "layer": layer,
+        {"name": name, "class_name": layer.keras_class, "input_shape": [None, *layer.input_shape], "layer": layer,
          "config": {"name": name, "trainable": True, "dtype": "float32", **layer.to_keras()}}
-        for name, layer, shape in zip(names, layers, inputs)
+        for name, layer in zip(names, layers)
     ]  # fmt: skip
 
 

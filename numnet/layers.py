@@ -140,7 +140,7 @@ class Layer:
 
     def to_keras(self, seed: int | None = None) -> dict[str, Any]:
         """Arguments for the Keras layer class that computes exactly what this layer computes."""
-        return {key: value for key, value in self.config.items()}
+        return dict(self.config)
 
     @classmethod
     def from_keras(cls, config: dict[str, Any]) -> dict[str, Any]:
@@ -472,14 +472,14 @@ def size(shape: Shape) -> int:
     return total
 
 
-def layers_from_spec(spec: dict[str, Any]) -> tuple[list[Layer], list[Shape]]:
-    """The spec's layers and each one's output shape, checked without allocating anything.
+def layers_from_spec(spec: dict[str, Any]) -> list[Layer]:
+    """The spec's layers, each with its `input_shape` and `output_shape`, checked without allocating.
 
     Every backend, file reader and report validates through this, so a bad spec gets the same
     message everywhere and a spec too large to build is refused before any memory is taken.
     """
     layers = [layer_from_config(config) for config in spec["layers"]]
-    shapes, shape = [], tuple(spec["input_shape"])
+    shape = tuple(spec["input_shape"])
     weights, activations = 0, size(shape)
     for i, layer in enumerate(layers):
         input_shape, shape = shape, layer.compute_output_shape(shape)
@@ -493,17 +493,14 @@ def layers_from_spec(spec: dict[str, Any]) -> tuple[list[Layer], list[Shape]]:
                 f"(numnet allows {MAX_WEIGHTS:,}) and {activations:,} activation values per sample "
                 f"(numnet allows {MAX_ACTIVATIONS_PER_SAMPLE:,})"
             )
-        layer.output_shape = shape
-        shapes.append(shape)
+        layer.input_shape, layer.output_shape = input_shape, shape
     last = layers[-1]
     ends_in_softmax = last.config.get("activation") == "softmax"
     if not ends_in_softmax or len(shape) != 1:
         raise SpecError("the last layer must output class probabilities: end the spec with softmax")
-    return layers, shapes
+    return layers
 
 
 def weight_shapes(spec: dict[str, Any]) -> list[Shape]:
     """Every weight's shape in Keras order, from the spec alone (for checking a file before reading it)."""
-    layers, shapes = layers_from_spec(spec)
-    inputs = [tuple(spec["input_shape"]), *shapes[:-1]]
-    return [shape for layer, s in zip(layers, inputs) for shape in layer.weight_shapes(s).values()]
+    return [shape for layer in layers_from_spec(spec) for shape in layer.weight_shapes(layer.input_shape).values()]

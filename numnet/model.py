@@ -33,7 +33,7 @@ class Model(ModelAPI):
         self.dropout_rng = np.random.default_rng([seed, 1])
         self.shuffle_rng = np.random.default_rng([seed, 2])
 
-        self.layers, _ = layers_from_spec(self.spec)
+        self.layers = layers_from_spec(self.spec)
         self.layer_names = keras_names([layer.type for layer in self.layers])
         shape = self.input_shape
         ops: list[Layer] = []  # the flat chain forward/backward run: layers plus their activations

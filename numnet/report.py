@@ -20,7 +20,7 @@ from matplotlib.figure import Figure
 from numnet import data, runs, specs
 from numnet.errors import NumnetError, exit_status
 from numnet.io import atomic_write
-from numnet.layers import keras_names, layers_from_spec
+from numnet.layers import keras_names, layers_from_spec, size
 
 DPI = 100
 # Figure sizes in inches; per-run figures grow by one row per run.
@@ -203,10 +203,9 @@ def time_table(records: list[dict[str, Any]]) -> Figure:
 
 def model_structure(spec: dict[str, Any]) -> Figure:
     """The network drawn from its spec: one box per layer with output shape and parameters."""
-    spec_layers, shapes = layers_from_spec(spec)
+    spec_layers = layers_from_spec(spec)
     layers = list(zip(keras_names([layer.type for layer in spec_layers]), spec_layers))
-    counts = [sum(int(np.prod(s)) for s in layer.weight_shapes(shape).values())
-              for layer, shape in zip(spec_layers, [tuple(spec["input_shape"]), *shapes[:-1]])]  # fmt: skip
+    counts = [sum(size(s) for s in layer.weight_shapes(layer.input_shape).values()) for layer in spec_layers]
     fig = Figure(figsize=(STRUCTURE_WIDTH, STRUCTURE_LAYER * (len(layers) + 2)), dpi=DPI)
     ax = fig.add_axes((0, 0, 1, 1))
     ax.set_axis_off()

@@ -8,7 +8,6 @@ mapping; weight names are `<layer>/<weight>`, which is how TensorFlow.js matches
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -24,17 +23,17 @@ WEIGHTS_FILE = "group1-shard1of1.bin"
 
 def topology(spec: specs.Spec) -> tuple[dict[str, Any], list[tuple[str, tuple[int, ...]]]]:
     """The Keras 2 style Sequential config TensorFlow.js reads, and each weight's name and shape."""
-    layers, shapes = layers_from_spec(spec)
+    layers = layers_from_spec(spec)
     names = keras_names([layer.type for layer in layers])
     configs, manifest = [], []
-    for i, (name, layer, input_shape) in enumerate(zip(names, layers, [tuple(spec["input_shape"]), *shapes[:-1]])):
+    for i, (name, layer) in enumerate(zip(names, layers)):
         config = {"name": name, "trainable": True, "dtype": "float32", **layer.to_keras()}
         if "activation" in config and config["activation"] is None:
             config["activation"] = "linear"
         if i == 0:
             config["batch_input_shape"] = [None, *spec["input_shape"]]
         configs.append({"class_name": layer.keras_class, "config": config})
-        manifest += [(f"{name}/{weight}", shape) for weight, shape in layer.weight_shapes(input_shape).items()]
+        manifest += [(f"{name}/{weight}", shape) for weight, shape in layer.weight_shapes(layer.input_shape).items()]
     model_config = {"class_name": "Sequential", "config": {"name": spec["name"], "layers": configs}}
     return model_config, manifest
 
@@ -61,8 +60,3 @@ def write_tfjs(spec: specs.Spec, weights: list[np.ndarray], folder: str | Path) 
     }  # fmt: skip
     write_json(folder / "model.json", model_json)
     return folder / "model.json"
-
-
-def read_manifest(folder: str | Path) -> dict[str, Any]:
-    """model.json of an export, for checks."""
-    return json.loads((Path(folder) / "model.json").read_text())

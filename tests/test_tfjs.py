@@ -11,6 +11,7 @@ import base64
 import functools
 import http.server
 import io
+import json
 import os
 import shutil
 import subprocess
@@ -23,7 +24,7 @@ import pytest
 from strokes import DIGITS, mouse_strokes
 
 import numnet
-from numnet.tfjs import WEIGHTS_FILE, read_manifest
+from numnet.tfjs import WEIGHTS_FILE
 
 ROOT = Path(__file__).resolve().parent.parent
 TFJS = ROOT / ".test-tools" / "node_modules" / "@tensorflow" / "tfjs" / "dist" / "tf.min.js"
@@ -123,7 +124,7 @@ def test_the_labs_page_runs_the_seed_mlp_trained_by_the_cli(browser, site, seed_
     result = subprocess.run([sys.executable, "-m", "numnet.export", str(seed_mlp_file), "--format", "tfjs",
                              "--out", str(folder / "tensorflow")], capture_output=True, text=True)  # fmt: skip
     assert result.returncode == 0, result.stderr
-    manifest = read_manifest(folder / "tensorflow")
+    manifest = json.loads((folder / "tensorflow" / "model.json").read_text())
     assert manifest["format"] == "layers-model" and manifest["weightsManifest"][0]["paths"] == [WEIGHTS_FILE]
     page, errors = open_lab_page(browser, url)
     _, (x_test, y_test) = mnist_inputs

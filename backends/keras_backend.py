@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from numnet import specs
+from numnet import schedules, specs
 from numnet.errors import BackendUnavailable
 from numnet.keras_bridge import import_keras, keras_model
 from numnet.training import EpochProgress, ModelAPI
@@ -137,6 +137,9 @@ class KerasModel(ModelAPI):
 
     @learning_rate.setter
     def learning_rate(self, value: float) -> None:
+        schedule = self.spec["optimizer"]["learning_rate"]
+        if isinstance(schedule, dict):
+            raise schedules.setting_refused(schedule)
         self.keras_model.optimizer.learning_rate.assign(float(value))
 
     # -- description ---------------------------------------------------------------------------

@@ -8,6 +8,7 @@ models in the browser with TensorFlow.js, so any static file host can serve it.
 """
 
 import argparse
+import asyncio
 import html
 import io
 import json
@@ -33,6 +34,9 @@ MAX_IMAGE_PIXELS = 4096 * 4096
 # and only this many uploads are decoded and prepared at once; the others wait their turn.
 MAX_WORKING_SIDE = 1024
 DECODE_SLOTS = threading.BoundedSemaphore(2)
+# A drawing's PNG arrives in well under a second; a body that stops short of its declared length
+# (or trickles in) is cut off after this long instead of holding its connection and buffer forever.
+BODY_SECONDS = 10
 
 
 class RequestProblem(Exception):
@@ -116,7 +120,8 @@ def create_app(models: dict[str, Path], backend: str = "numba"):
     """The FastAPI application serving the page, the model list and predictions."""
     from fastapi import FastAPI, Request
     from fastapi.concurrency import run_in_threadpool
-    from fastapi.responses import HTMLResponse, JSONResponse
+    from fastapi.responses import HTMLResponse, JSONResponse, Response
+    from starlette.requests import ClientDisconnect
 
     predictor = Predictor(models, backend)
     page = resources.files("numnet.gui").joinpath("web_page.html").read_text(encoding="utf-8")
@@ -124,7 +129,8 @@ def create_app(models: dict[str, Path], backend: str = "numba"):
 
     @app.exception_handler(RequestProblem)
     def refuse(_: Request, problem: RequestProblem) -> JSONResponse:
-        return JSONResponse({"error": problem.message}, status_code=problem.status)
+        unread_body = {"Connection": "close"} if problem.status == 408 else None
+        return JSONResponse({"error": problem.message}, status_code=problem.status, headers=unread_body)
 
     @app.get("/", response_class=HTMLResponse)
     def index() -> str:
@@ -139,18 +145,32 @@ def create_app(models: dict[str, Path], backend: str = "numba"):
         declared = request.headers.get("content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > MAX_UPLOAD_BYTES):
             raise RequestProblem(413, f"the request declares {declared} bytes; the limit is {MAX_UPLOAD_BYTES:,}")
-        body = bytearray()
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > MAX_UPLOAD_BYTES:
-                raise RequestProblem(413, f"the image is over the limit of {MAX_UPLOAD_BYTES:,} bytes")
+        try:
+            body = await asyncio.wait_for(read_body(request), BODY_SECONDS)
+        except TimeoutError:
+            raise RequestProblem(408, f"the image did not arrive within {BODY_SECONDS} s; send it again") from None
+        except ClientDisconnect:  # the client left (a closed tab, a newer stroke): nobody reads an answer
+            return Response(status_code=400)
         content_type = request.headers.get("content-type", "")
         # Decoding and predicting take milliseconds of CPU: off the event loop, so other requests go on.
-        return await run_in_threadpool(predictor.answer, model or next(iter(models)), bytes(body), content_type)
+        return await run_in_threadpool(predictor.answer, model or next(iter(models)), body, content_type)
 
     return app
 
 
+async def read_body(request) -> bytes:
+    """The request's body, refused as soon as it grows past MAX_UPLOAD_BYTES."""
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_UPLOAD_BYTES:
+            raise RequestProblem(413, f"the image is over the limit of {MAX_UPLOAD_BYTES:,} bytes")
+    return bytes(body)
+
+
+# The README's own install line for the web extra, so the two never disagree.
+WEB_EXTRA_MISSING = ('error: the web page needs FastAPI and uvicorn, the "web" extra: from the numnet folder, '
+                     'pip install -e ".[web]"  (or serve a static page without them: --export DIR)')  # fmt: skip
 TFJS_CDN = "https://cdn.jsdelivr.net/npm/@tensorflow/tfjs@4.22.0/dist/tf.min.js"
 
 
@@ -205,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
         import fastapi  # noqa: F401
         import uvicorn
     except ImportError:
-        print('error: the web page needs FastAPI and uvicorn: pip install "numnet[web]"', file=sys.stderr)
+        print(WEB_EXTRA_MISSING, file=sys.stderr)
         return 2
     print(f"numnet drawing page on http://{args.host}:{args.port}/ with {', '.join(models)}")
     uvicorn.run(create_app(models, args.backend), host=args.host, port=args.port, log_level="warning")

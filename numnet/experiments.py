@@ -56,7 +56,7 @@ def read_grid(choice: str) -> dict[str, Any]:
     if not path.is_file():
         raise GridError(f"grid {choice!r} is neither a built-in grid ({', '.join(GRIDS)}) nor a file")
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
         grid = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
     except (OSError, UnicodeDecodeError, ValueError) as error:
         raise GridError(f"grid file '{path}' cannot be read: {error}") from None

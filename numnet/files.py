@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from numnet.errors import ModelFileError, NumnetError
-from numnet.io import atomic_write
+from numnet.io import atomic_write, unreadable_reason
 
 FORMAT = "numnet-model"
 VERSION = 1
@@ -100,8 +100,10 @@ def read_header(path: str | Path) -> dict[str, Any]:
 
 
 def _open_archive(path: Path) -> zipfile.ZipFile:
-    if not path.is_file():
+    if not path.exists():
         raise ModelFileError(f"model file '{path}' does not exist; train one with `python -m numnet.train`")
+    if reason := unreadable_reason(path):
+        raise ModelFileError(f"cannot read model file '{path}': {reason}")
     try:
         return zipfile.ZipFile(path)
     except ZIP_ERRORS:

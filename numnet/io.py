@@ -7,6 +7,7 @@ interrupted or failed write leaves the previous file as it was.
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
 import os
 import tempfile
@@ -34,12 +35,36 @@ def _umask() -> int:
 NEW_FILE_MODE = 0o666 & ~_umask()
 
 
+def _remove_stale_temp_files(path: Path) -> None:
+    """Removes the temp files of earlier writes of `path` whose process is gone (killed mid-write)."""
+    for tmp in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        pid = tmp.name.removeprefix(f".{path.name}.").split(".", 1)[0]
+        if pid.isdigit() and not _process_alive(int(pid)):
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # another user's process: alive
+        return True
+    return True
+
+
 @contextlib.contextmanager
 def atomic_write(path: str | Path, mode: str = "wb"):
-    """Yields a temp file beside `path`; it replaces `path` only once fully written and synced."""
+    """Yields a temp file beside `path`; it replaces `path` only once fully written and synced.
+
+    The temp file's name carries the writer's process id, so a write killed midway leaves a file
+    the next write of the same path recognises as stale and removes.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    _remove_stale_temp_files(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp")
     try:
         os.chmod(tmp, NEW_FILE_MODE)  # mkstemp makes 0600; a saved file should read like any other
         with os.fdopen(fd, mode) as f:
@@ -56,3 +81,13 @@ def atomic_write(path: str | Path, mode: str = "wb"):
 def write_json(path: str | Path, data: Any) -> None:
     with atomic_write(path, "w") as f:
         json.dump(data, f, indent=2)
+
+
+def unreadable_reason(path: str | Path) -> str | None:
+    """Why `path` cannot be opened for reading ("No such file or directory", "Permission denied",
+    "Is a directory"), or None when it can: readers name the real problem, not a corrupt file."""
+    try:
+        with open(path, "rb"):
+            return None
+    except OSError as error:
+        return error.strerror or str(error)

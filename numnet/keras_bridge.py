@@ -12,7 +12,7 @@ import os
 import sys
 from typing import Any
 
-from numnet import specs
+from numnet import schedules, specs
 from numnet.errors import BackendUnavailable
 from numnet.layers import layers_from_spec
 
@@ -62,6 +62,10 @@ def keras_model(spec: specs.Spec, seed: int = 0, backend: str = "tensorflow") ->
     ]
     model = keras.Sequential([keras.Input(tuple(spec["input_shape"])), *keras_layers], name=spec["name"])
     options = {key: value for key, value in spec["optimizer"].items() if key != "type"}
+    if isinstance(options["learning_rate"], dict):
+        schedule = schedules.keras_equivalent(options["learning_rate"])
+        arguments = {key: value for key, value in schedule.items() if key != "type"}
+        options["learning_rate"] = getattr(keras.optimizers.schedules, schedule["type"])(**arguments)
     optimizer = getattr(keras.optimizers, KERAS_OPTIMIZERS[spec["optimizer"]["type"]])(**options)
     model.compile(optimizer=optimizer, loss=spec["loss"], metrics=["accuracy"])
     optimizer.build(model.trainable_variables)

@@ -19,10 +19,10 @@ from typing import Any
 
 import numpy as np
 
-from numnet import specs
+from numnet import schedules, specs
 from numnet.errors import ModelFileError, NumnetError
 from numnet.files import ZIP_ERRORS
-from numnet.io import atomic_write
+from numnet.io import atomic_write, unreadable_reason
 from numnet.layers import KERAS_CLASSES, KerasMismatch, keras_names, layers_from_spec, snake_case, weight_shapes
 
 KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
@@ -180,8 +180,10 @@ def read_keras_file(path: str | Path) -> tuple[specs.Spec, list[np.ndarray]]:
     make numnet allocate more than its architecture needs.
     """
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise ModelFileError(f"Keras file '{path}' does not exist")
+    if reason := unreadable_reason(path):
+        raise ModelFileError(f"cannot read Keras file '{path}': {reason}")
     reader = _Reader(path)
     h5py = _h5py()
     try:
@@ -239,6 +241,13 @@ def _keras_layers(spec: specs.Spec) -> list[dict[str, Any]]:
 
 def _optimizer_config(spec: specs.Spec) -> dict[str, Any]:
     options = {key: value for key, value in spec["optimizer"].items() if key != "type"}
+    if isinstance(options["learning_rate"], dict):  # a schedule, serialized as Keras serializes one
+        schedule = schedules.keras_equivalent(options["learning_rate"])
+        config = {key: value for key, value in schedule.items() if key != "type"}
+        options["learning_rate"] = {
+            "module": "keras.optimizers.schedules", "class_name": schedule["type"],
+            "config": {**config, "name": schedule["type"]}, "registered_name": None,
+        }  # fmt: skip
     class_name = {"adam": "Adam", "sgd": "SGD"}[spec["optimizer"]["type"]]
     return {"class_name": class_name, "config": {"name": spec["optimizer"]["type"], **options}}
 
@@ -295,7 +304,9 @@ def _write_keras_zip(spec, entries, per_layer, optimizer_state, learning_rate, f
             # numnet's order (Adam: momentum, velocity), which is Keras' order too.
             slots = h5.create_group("optimizer/vars")
             slots.attrs["name"] = spec["optimizer"]["type"]
-            values = [np.asarray(optimizer_state[0], np.int64), np.float32(learning_rate), *optimizer_state[1:]]
+            # A scheduled rate is no variable in Keras: it is computed from the iteration count.
+            rate = [] if isinstance(spec["optimizer"]["learning_rate"], dict) else [np.float32(learning_rate)]
+            values = [np.asarray(optimizer_state[0], np.int64), *rate, *optimizer_state[1:]]
             for i, value in enumerate(values):
                 slots.create_dataset(str(i), data=np.asarray(value, dtype=np.int64 if i == 0 else np.float32))
     metadata = {"keras_version": KERAS_VERSION, "date_saved": datetime.datetime.now().strftime("%Y-%m-%d@%H:%M:%S")}

@@ -148,7 +148,7 @@ class Model(ModelAPI):
 
     @learning_rate.setter
     def learning_rate(self, value: float) -> None:
-        self.optimizer.learning_rate = float(value)
+        self.optimizer.learning_rate = value
 
     # -- description ---------------------------------------------------------------------------
     def count_params(self) -> int:

@@ -13,13 +13,38 @@ from typing import Any
 
 import numpy as np
 
+from numnet.schedules import learning_rate_at, setting_refused
 
-class Adam:
+
+class Optimizer:
+    """The learning rate: a number callbacks may change, or a schedule of the step count."""
+
+    iterations = 0
+
+    def __init__(self, learning_rate: float | dict[str, Any]) -> None:
+        self.schedule = learning_rate if isinstance(learning_rate, dict) else None
+        self._rate = None if self.schedule else float(learning_rate)
+
+    @property
+    def learning_rate(self) -> float:
+        """The rate of the next update (Keras' `optimizer.learning_rate`)."""
+        return learning_rate_at(self.schedule, self.iterations) if self.schedule else self._rate
+
+    @learning_rate.setter
+    def learning_rate(self, value: float) -> None:
+        if self.schedule:
+            raise setting_refused(self.schedule)
+        self._rate = float(value)
+
+
+class Adam(Optimizer):
     def __init__(
-        self, params: list[Any], kernels: Any, learning_rate: float, beta_1: float, beta_2: float, epsilon: float
-    ) -> None:
+        self, params: list[Any], kernels: Any, learning_rate: float | dict[str, Any], beta_1: float, beta_2: float,
+        epsilon: float,
+    ) -> None:  # fmt: skip
+        super().__init__(learning_rate)
         self.params, self.kernels = params, kernels
-        self.learning_rate, self.beta_1, self.beta_2, self.epsilon = learning_rate, beta_1, beta_2, epsilon
+        self.beta_1, self.beta_2, self.epsilon = beta_1, beta_2, epsilon
         self.iterations = 0
         self.m = [kernels.zeros(p.shape, p.dtype) for p in params]
         self.v = [kernels.zeros(p.shape, p.dtype) for p in params]
@@ -55,14 +80,16 @@ class Adam:
             target[...] = self.kernels.asarray(new, target.dtype)
 
 
-class SGD:
-    def __init__(self, params: list[Any], kernels: Any, learning_rate: float) -> None:
-        self.params, self.kernels, self.learning_rate = params, kernels, learning_rate
+class SGD(Optimizer):
+    def __init__(self, params: list[Any], kernels: Any, learning_rate: float | dict[str, Any]) -> None:
+        super().__init__(learning_rate)
+        self.params, self.kernels = params, kernels
         self.iterations = 0
 
     def step(self, grads: list[Any]) -> None:
+        rate = self.learning_rate
         for param, grad in zip(self.params, grads):
-            self.kernels.sgd_update(param, grad, self.learning_rate)
+            self.kernels.sgd_update(param, grad, rate)
         self.iterations += 1
 
     def get_state(self) -> list[np.ndarray]:

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import matplotlib
 import numpy as np
 from matplotlib.figure import Figure
 
@@ -245,6 +246,12 @@ def _html(title: str, images: list[tuple[str, str, bytes]], rows: list[tuple[str
 
 def build_report(folder: Path, out: Path | None = None, mnist=None) -> Path:
     """Writes the PNGs and report.html into `out` (default: `folder`); returns the HTML's path."""
+    # Run names are drawn as typed: a '$' in one is a dollar sign, not a mathtext formula to parse.
+    with matplotlib.rc_context({"text.parse_math": False}):
+        return _build_report(folder, out, mnist)
+
+
+def _build_report(folder: Path, out: Path | None, mnist) -> Path:
     out = out or folder
     record_paths, unfinished = find_runs(folder)
     for checkpoint in unfinished:

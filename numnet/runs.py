@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime
 import json
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +26,7 @@ from numnet.backends import get_backend
 from numnet.callbacks import EarlyStopping, LambdaCallback
 from numnet.errors import NumnetError
 from numnet.files import read_header
-from numnet.io import atomic_write, write_json
+from numnet.io import atomic_write, numnet_home, unreadable_reason, write_json
 from numnet.loading import load_model
 from numnet.machine import describe_device
 from numnet.saving import save_model
@@ -143,7 +144,11 @@ def train(run: Run, files: RunFiles, mnist=None, verbose: bool = True, on_epoch=
         return {key: past.get(key, []) + now.get(key, []) for key in {**past, **now}}
 
     def checkpoint(epoch: int, logs: dict[str, float]) -> None:
-        save_model(model, files.checkpoint, run={**run.state(), "history": merged()})
+        state = {**run.state(), "history": merged(), "checkpoint": str(files.checkpoint.absolute())}
+        try:
+            save_model(model, files.checkpoint, run=state)
+        except OSError as error:
+            raise _rescued(model, state, files.checkpoint, error) from None
         if on_epoch is not None:
             on_epoch(run)
 
@@ -189,41 +194,134 @@ def finish(run: Run, files: RunFiles, x_test: np.ndarray, y_test: np.ndarray) ->
         "finished": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "numnet_version": numnet.__version__,
     }
-    save_model(model, files.model)
-    with atomic_write(files.probabilities) as f:
-        np.save(f, probabilities.astype(np.float32), allow_pickle=False)
-    write_json(files.record, record)
+    try:
+        save_model(model, files.model)
+        with atomic_write(files.probabilities) as f:
+            np.save(f, probabilities.astype(np.float32), allow_pickle=False)
+        write_json(files.record, record)
+    except OSError as error:
+        state = {**run.state(), "checkpoint": str(files.checkpoint.absolute())}
+        raise _rescued(model, state, files.model, error) from None
     files.checkpoint.unlink(missing_ok=True)
     return record
 
 
-RECORD_KEYS = {"name", "settings", "backend", "history", "test_accuracy", "per_digit_accuracy", "confusion"}
+def rescue_folders() -> list[Path]:
+    """Where a run goes when its own folder cannot be written: $NUMNET_HOME, else the temp folder."""
+    return [numnet_home() / "rescued", Path(tempfile.gettempdir()) / "numnet-rescued"]
 
 
-def read_record(path: Path) -> dict[str, Any]:
-    """A finished run's record; RunError names the file when it is missing or damaged."""
+def _rescued(model: Any, state: dict[str, Any], path: Path, error: OSError) -> RunError:
+    """Saves the run's checkpoint in the first rescue folder that takes it; the error says where."""
+    problem = f"cannot write '{path}': {error.strerror or error}"
+    for folder in rescue_folders():
+        rescue = folder / f"{state['name']}.checkpoint.npz"
+        for copy in range(2, 100):
+            if not rescue.exists():
+                break
+            rescue = folder / f"{state['name']}-{copy}.checkpoint.npz"
+        try:
+            save_model(model, rescue, run=state)
+        except OSError:
+            continue
+        return RunError(
+            f"{problem}. The run after epoch {model.epochs_done} is safe in '{rescue}'; make room (or fix the "
+            f"folder), then finish it where it started with: python -m numnet.train --resume {rescue}"
+        )
+    return RunError(f"{problem}, nor in any of {[str(f) for f in rescue_folders()]}; the trained model is lost")
+
+
+def run_files(checkpoint: Path) -> RunFiles:
+    """Where the run a checkpoint holds finishes: where it started, also when it was rescued elsewhere."""
     try:
-        record = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise RunError(f"'{path}' is missing: the run did not finish; run it again to complete it") from None
+        started = read_header(checkpoint).get("run", {}).get("checkpoint")
+    except (NumnetError, AttributeError):
+        started = None
+    return RunFiles.of_checkpoint(Path(started) if isinstance(started, str) else checkpoint)
+
+
+def _number(value: Any, low: float = 0.0, high: float = float("inf")) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and low <= value <= high
+
+
+def _number_or_nan(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _history(value: Any) -> bool:
+    if not isinstance(value, dict) or not isinstance(value.get("loss"), list):
+        return False
+    lists = value.values()
+    return all(isinstance(v, list) and len(v) == len(value["loss"]) and all(map(_number_or_nan, v)) for v in lists)
+
+
+def _settings(value: Any) -> bool:
+    return isinstance(value, dict) and all(value.get(key) is None or _number(value[key]) for key in SETTINGS)
+
+
+def _confusion(value: Any) -> bool:
+    return (isinstance(value, list) and len(value) == 10
+            and all(isinstance(row, list) and len(row) == 10 and all(_number(c) and c == int(c) for c in row)
+                    for row in value))  # fmt: skip
+
+
+# What the report reads from a record, and what each must be: a record edited by hand or by another
+# program is refused by name instead of failing somewhere inside the plotting.
+RECORD_FIELDS = {
+    "name": (lambda v: isinstance(v, str), "a string"),
+    "settings": (_settings, "an object whose training settings are numbers"),
+    "backend": (lambda v: isinstance(v, str), "a string"),
+    "device": (lambda v: isinstance(v, str), "a string"),
+    "history": (_history, "an object of equally long lists of numbers, 'loss' among them"),
+    "train_seconds": (_number, "a number >= 0"),
+    "test_samples": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0, "an integer >= 0"),
+    "test_accuracy": (lambda v: _number(v, 0, 1), "a number in [0, 1]"),
+    "per_digit_accuracy": (
+        lambda v: isinstance(v, dict) and all(_number(v.get(str(d)), 0, 1) for d in range(10)),
+        "an object of ten accuracies in [0, 1], keys '0' to '9'",
+    ),
+    "confusion": (_confusion, "a 10x10 list of counts"),
+}
+
+
+def read_record(path: str | Path) -> dict[str, Any]:
+    """A finished run's record; RunError names the file when it is missing or damaged."""
+    path = Path(path)
+    if not path.exists():
+        raise RunError(f"'{path}' is missing: the run did not finish; run it again to complete it")
+    if reason := unreadable_reason(path):
+        raise RunError(f"cannot read '{path}': {reason}")
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError, RecursionError) as error:
         raise RunError(
             f"'{path}' is corrupt ({type(error).__name__}: {error}); delete the run's files and run it again"
         ) from None
-    if not isinstance(record, dict) or not RECORD_KEYS <= set(record):
-        missing = sorted(RECORD_KEYS - set(record)) if isinstance(record, dict) else sorted(RECORD_KEYS)
+    if not isinstance(record, dict) or not RECORD_FIELDS.keys() <= record.keys():
+        missing = sorted(RECORD_FIELDS.keys() - record.keys()) if isinstance(record, dict) else sorted(RECORD_FIELDS)
         raise RunError(f"'{path}' lacks {missing}; delete the run's files and run it again")
+    for key, (valid, what) in RECORD_FIELDS.items():
+        if not valid(record[key]):
+            raise RunError(f"'{path}': {key!r} must be {what}, got {_preview(record[key])}; "
+                           "delete the run's files and run it again")  # fmt: skip
     return record
+
+
+def _preview(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def read_probabilities(record_path: Path, record: dict[str, Any]) -> np.ndarray:
     """The test-set probabilities saved beside a record, checked against its test-set size."""
     path = record_path.parent / Path(str(record.get("probabilities_file", "test_probabilities.npy"))).name
     n_test = record.get("test_samples")
+    if not path.exists():
+        raise RunError(f"'{path}' is missing; delete the run's files and run it again")
+    if reason := unreadable_reason(path):
+        raise RunError(f"cannot read '{path}': {reason}")
     try:
         probabilities = np.load(path, allow_pickle=False)
-    except FileNotFoundError:
-        raise RunError(f"'{path}' is missing; delete the run's files and run it again") from None
     except (OSError, ValueError) as error:
         raise RunError(f"'{path}' is corrupt ({error}); delete the run's files and run it again") from None
     if probabilities.ndim != 2 or probabilities.shape[0] != n_test:

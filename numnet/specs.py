@@ -13,6 +13,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from numnet import schedules
 from numnet.errors import SpecError
 
 Spec = dict[str, Any]
@@ -98,12 +99,15 @@ def validate(spec: Any) -> Spec:
     if unknown:
         raise SpecError(f"optimizer {optimizer['type']!r} does not take {unknown}")
     spec["optimizer"] = {"type": optimizer["type"], **defaults, **optimizer}
+    if isinstance(spec["optimizer"]["learning_rate"], dict):
+        spec["optimizer"]["learning_rate"] = schedules.validate(spec["optimizer"]["learning_rate"])
     for key, value in spec["optimizer"].items():
-        if key == "type":
+        if key == "type" or isinstance(value, dict):
             continue
         low, high = OPTIMIZER_RANGES[key]
         if isinstance(value, bool) or not isinstance(value, int | float) or not low < value < high:
-            raise SpecError(f"optimizer {key} must be a number in ({low}, {high}), got {value!r}")
+            also = " or a learning-rate schedule" if key == "learning_rate" else ""
+            raise SpecError(f"optimizer {key} must be a number in ({low}, {high}){also}, got {value!r}")
     return spec
 
 
@@ -113,7 +117,9 @@ def load_spec(path: str | Path) -> Spec:
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as error:
-        raise SpecError(f"cannot read spec file '{path}': {error.strerror}") from error
+        raise SpecError(f"cannot read spec file '{path}': {error.strerror}") from None
+    except UnicodeDecodeError as error:
+        raise SpecError(f"spec file '{path}' is not UTF-8 text (byte {error.start}): save it as UTF-8 JSON") from None
     try:
         spec = json.loads(text)
     except json.JSONDecodeError as error:

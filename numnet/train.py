@@ -68,7 +68,7 @@ def planned_runs(args: argparse.Namespace) -> list[tuple[runs.Run, runs.RunFiles
         run = runs.resume_run(args.resume, backend=args.backend)
         if args.epochs is not None:
             run.settings["epochs"] = args.epochs
-        return [(run, runs.RunFiles.of_checkpoint(args.resume))]
+        return [(run, runs.run_files(args.resume))]
     out = args.out or models_dir()
     if args.strategy not in (None, "default") and args.backend != "tensorflow":
         raise InputError("--strategy applies to the tensorflow backend only")
@@ -109,6 +109,8 @@ def main(argv: list[str] | None = None) -> int:
                 else:
                     print("\ninterrupted before the first epoch finished; nothing was saved", file=sys.stderr)
                 return 130
+            if args.resume and args.resume.absolute() != files.checkpoint.absolute():
+                args.resume.unlink(missing_ok=True)  # a rescued checkpoint, finished in its run's own place
             report(run, files, record)
         print(f"\ndone in {time.perf_counter() - total:.1f} s; models in {planned[-1][1].model.parent}")
         return 0

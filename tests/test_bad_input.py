@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import re
 import zipfile
 
 import numpy as np
@@ -168,3 +169,34 @@ def test_a_zip_that_is_not_a_model(tmp_path):
     np.savez(path, a=np.zeros(3))
     with pytest.raises(ModelFileError, match="not a numnet model file"):
         numnet.load(path)
+
+
+@pytest.mark.parametrize("batch_size", [-1, 0, 2.5, "8", True, None])
+@pytest.mark.parametrize("method", ["fit", "evaluate", "predict"])
+def test_a_bad_batch_size_is_refused_by_every_method(mlp, method, batch_size):
+    """Once `predict(x, batch_size=-1)` returned uninitialised memory as probabilities."""
+    x, y = np.zeros((4, 28, 28, 1), np.float32), np.zeros(4, int)
+    arguments = (x,) if method == "predict" else (x, y)
+    with pytest.raises(InputError, match=f"batch_size must be an integer >= 1, got {batch_size!r}"):
+        getattr(mlp, method)(*arguments, batch_size=batch_size)
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [({"epochs": -1}, "epochs must be an integer >= 0, got -1"),
+     ({"epochs": "2"}, "epochs must be an integer >= 0, got '2'"),
+     ({"validation_split": 1.0}, "validation_split must be in [0, 1), got 1.0"),
+     ({"validation_split": "0.1"}, "validation_split must be in [0, 1), got '0.1'")],
+)  # fmt: skip
+def test_bad_fit_settings_are_refused_by_name(mlp, setting, message):
+    x, y = np.zeros((4, 28, 28, 1), np.float32), np.zeros(4, int)
+    with pytest.raises(InputError, match=re.escape(message)):
+        mlp.fit(x, y, verbose=0, **setting)
+
+
+def test_a_network_that_pools_down_to_nothing_is_refused():
+    pool = {"type": "MaxPooling2D", "pool_size": 2}
+    spec = {"name": "p", "input_shape": [4, 4, 1], "layers": [pool] * 3 + [{"type": "Flatten"},
+            {"type": "Dense", "units": 10, "activation": "softmax"}]}  # fmt: skip
+    with pytest.raises(SpecError, match=re.escape("layer 3 (MaxPooling2D) shrinks its input to (0, 0, 1)")):
+        numnet.build(spec)

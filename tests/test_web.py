@@ -174,6 +174,42 @@ def test_an_oversized_upload_without_a_declared_length_is_cut_off(server):
     assert post(server, png_of(DIGITS[1]))[0] == 200
 
 
+def test_a_body_that_stops_short_is_cut_off_and_a_client_that_leaves_is_no_error(seed_mlp_file):
+    from numnet.gui.web import BODY_SECONDS
+
+    process, url = start_server([seed_mlp_file])
+    address = ("127.0.0.1", int(url.split(":")[2].strip("/")))
+    head = b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\nContent-Length: 1000\r\n\r\n\x89PNG"
+    try:
+        leaving = socket.create_connection(address)
+        leaving.sendall(head)
+        leaving.close()  # a closed tab: the body never comes
+        stalled = socket.create_connection(address, timeout=BODY_SECONDS + 20)
+        stalled.sendall(head)  # claims 1000 bytes, sends 4, then waits
+        started = time.monotonic()
+        assert post(url, png_of(DIGITS[1]))[0] == 200  # others are served meanwhile
+        answer = stalled.recv(4096).decode()
+        waited = time.monotonic() - started
+        stalled.close()
+        assert answer.startswith("HTTP/1.1 408") and f"did not arrive within {BODY_SECONDS} s" in answer
+        assert BODY_SECONDS - 1 < waited < BODY_SECONDS + 10
+        assert post(url, png_of(DIGITS[7]))[0] == 200
+    finally:
+        process.terminate()
+        output = process.communicate(timeout=10)[0]
+    assert "Traceback" not in output and "Exception" not in output, output
+
+
+def test_without_the_web_extra_the_message_is_the_readme_install_line(seed_mlp_file, monkeypatch, capsys):
+    from numnet.gui import web
+
+    monkeypatch.setitem(sys.modules, "fastapi", None)  # as if the extra were not installed
+    assert web.main(["--model", str(seed_mlp_file)]) == 2
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    install = 'pip install -e ".[web]"'
+    assert install in readme and install in capsys.readouterr().err
+
+
 def test_unknown_and_broken_models_are_named(server):
     status, result = post(server, png_of(DIGITS[1]), model="resnet")
     assert status == 404 and "no model named 'resnet'" in result["error"]

@@ -87,6 +87,16 @@ class Kernels(Protocol):
 
     def dropout_backward(self, dy: Array, keep: Array, rate: float) -> Array: ...
 
+    # -- geometric warps (augmentation) -------------------------------------------------------
+    def affine_warp(self, x: Array, transforms: Any, fill_mode: str, fill_value: float, interpolation: str) -> Array:
+        """Keras' `affine_transform` of each NHWC image by its row of (N, 6) `transforms` (a NumPy
+        float64 array: output pixel (i, j) reads the input at column a0*j + a1*i + a2, row
+        b0*j + b1*i + b2); fill_mode 'constant', 'nearest', 'reflect' or 'wrap'; interpolation
+        'bilinear' or 'nearest'."""
+
+    def affine_warp_backward(self, dy: Array, transforms: Any, fill_mode: str, interpolation: str) -> Array:
+        """The gradient of `affine_warp` with respect to its input images."""
+
     # -- optimizers (in place) ----------------------------------------------------------------
     def adam_update(
         self, param: Array, grad: Array, m: Array, v: Array, alpha: float, beta_1: float, beta_2: float, epsilon: float

@@ -543,3 +543,80 @@ def adam_update(param, grad, m, v, alpha, beta_1, beta_2, epsilon):
     """In place, one pass over each parameter (m, v and the weight updated together)."""
     dt = param.dtype.type
     _adam(param, np.ascontiguousarray(grad), m, v, dt(alpha), dt(beta_1), dt(beta_2), dt(epsilon))
+
+
+# -- geometric warps (the augmentation layers) -----------------------------------------------------
+FILL_CODES = {mode: code for code, mode in enumerate(numpy_kernels.FILL_MODES)}
+
+
+@njit(cache=True, inline="always")
+def _fold(index, size, mode):
+    """numpy_kernels._fold for one position: 0 constant (-1 outside), 1 nearest, 2 reflect, 3 wrap."""
+    if mode == 1:
+        return min(max(index, 0), size - 1)
+    if mode == 3:
+        return index % size
+    if mode == 2:
+        period = index % (2 * size)
+        return 2 * size - 1 - period if period >= size else period
+    return index if 0 <= index < size else -1
+
+
+@njit(cache=True, inline="always")
+def _source(transforms, b, i, j, nearest):
+    """Where output pixel (i, j) of image b reads: first row and column, taps per axis, fractions."""
+    xs = transforms[b, 0] * j + transforms[b, 1] * i + transforms[b, 2]
+    ys = transforms[b, 3] * j + transforms[b, 4] * i + transforms[b, 5]
+    if nearest:
+        return int(math.floor(ys + 0.5)), int(math.floor(xs + 0.5)), 1, 0.0, 0.0
+    return int(math.floor(ys)), int(math.floor(xs)), 2, ys - math.floor(ys), xs - math.floor(xs)
+
+
+@jit
+def _warp(x, transforms, mode, fill_value, nearest, out):
+    n, h, w, c = x.shape
+    for b in prange(n):
+        for i in range(h):
+            for j in range(w):
+                r0, c0, taps, fy, fx = _source(transforms, b, i, j, nearest)
+                for k in range(c):
+                    total = 0.0  # float64, written once in the output's type
+                    for dr in range(taps):
+                        rr = _fold(r0 + dr, h, mode)
+                        for dc in range(taps):
+                            cc = _fold(c0 + dc, w, mode)
+                            weight = (fy if dr else 1.0 - fy) * (fx if dc else 1.0 - fx)
+                            total += weight * (x[b, rr, cc, k] if rr >= 0 and cc >= 0 else fill_value)
+                    out[b, i, j, k] = total
+
+
+@jit
+def _warp_backward(dy, transforms, mode, nearest, dx):
+    n, h, w, c = dy.shape
+    for b in prange(n):  # each image scatters into its own gradient only: no two threads collide
+        for i in range(h):
+            for j in range(w):
+                r0, c0, taps, fy, fx = _source(transforms, b, i, j, nearest)
+                for dr in range(taps):
+                    rr = _fold(r0 + dr, h, mode)
+                    for dc in range(taps):
+                        cc = _fold(c0 + dc, w, mode)
+                        if rr >= 0 and cc >= 0:
+                            weight = (fy if dr else 1.0 - fy) * (fx if dc else 1.0 - fx)
+                            for k in range(c):
+                                dx[b, rr, cc, k] += weight * dy[b, i, j, k]
+
+
+def affine_warp(x, transforms, fill_mode, fill_value, interpolation):
+    """One parallel pass over the batch; each output value's taps are summed in float64."""
+    out = np.empty_like(x)
+    _warp(np.ascontiguousarray(x), np.ascontiguousarray(transforms, np.float64), FILL_CODES[fill_mode],
+          float(fill_value), interpolation == "nearest", out)  # fmt: skip
+    return out
+
+
+def affine_warp_backward(dy, transforms, fill_mode, interpolation):
+    dx = np.zeros(dy.shape, np.float64)
+    _warp_backward(np.ascontiguousarray(dy), np.ascontiguousarray(transforms, np.float64), FILL_CODES[fill_mode],
+                   interpolation == "nearest", dx)  # fmt: skip
+    return dx.astype(dy.dtype)

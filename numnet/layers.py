@@ -14,19 +14,16 @@ from typing import Any
 
 import numpy as np
 
+from numnet.augmentation import AUGMENTATION_LAYERS
 from numnet.errors import SpecError
+from numnet.layer_base import KerasMismatch, Layer, Shape, pair, require
 
-Shape = tuple[int, ...]  # per-sample shape, without the batch axis
 # A spec's size is checked before anything is allocated, so no spec (or model file, or run record
 # holding one) can make numnet allocate without bound. Far above any digit network: the seed CNN has
 # 95,818 weights and 131,968 activation values per sample.
 MAX_WEIGHTS = 25_000_000  # all layers' weights together: 100 MB in float32, 300 MB with Adam's slots
 MAX_ACTIVATIONS_PER_SAMPLE = 10_000_000  # every layer's output values for one sample: 40 MB in float32
 ACTIVATIONS = ("relu", "softmax", "linear")
-
-
-class KerasMismatch(SpecError):
-    """A Keras layer config uses something numnet's layer does not have."""
 
 
 def glorot_uniform(rng: np.random.Generator, shape: Shape, fan_in: int, fan_out: int, dtype) -> np.ndarray:
@@ -65,87 +62,6 @@ def keras_layer_activation(value: Any) -> str | None:
     """A Dense/Conv2D activation from Keras: numnet writes no activation as None, not 'linear'."""
     activation = keras_activation(value)
     return None if activation == "linear" else activation
-
-
-def _require(condition: bool, what: str) -> None:
-    if not condition:
-        raise KerasMismatch(what)
-
-
-def _pair(value: Any) -> list:
-    return list(value) if isinstance(value, list | tuple) else [value, value]
-
-
-class Layer:
-    """Base: `params` (trainable) and `state` (not trainable) in Keras weight order."""
-
-    type: str = ""
-    options: dict[str, Any] = {}  # config keys this layer accepts, with their defaults
-    weight_names: tuple[str, ...] = ()  # parameters, then state, in Keras order
-
-    def __init__(self, **config: Any) -> None:
-        unknown = sorted(set(config) - set(self.options))
-        if unknown:
-            raise SpecError(
-                f"{self.type} does not take {', '.join(map(repr, unknown))}; "
-                f"it takes {sorted(self.options) or 'no options'}"
-            )
-        self.config = {**self.options, **config}
-        self.check_config()
-        self.params: dict[str, Any] = {}
-        self.grads: dict[str, Any] = {}
-        self.state: dict[str, Any] = {}
-        self.kernels: Any = None
-        self.needs_input_grad = True  # the model turns this off for its first layer
-
-    def check_config(self) -> None:
-        """Raises SpecError for option values this layer cannot run (shape-independent checks)."""
-
-    def compute_output_shape(self, input_shape: Shape) -> Shape:
-        """The output shape for this input shape; SpecError if the input does not fit."""
-        return input_shape
-
-    def weight_shapes(self, input_shape: Shape) -> dict[str, Shape]:
-        """Every weight (parameters, then state) with its shape, in Keras order, without allocating."""
-        return {}
-
-    def build(self, input_shape: Shape, rng: np.random.Generator, dtype, kernels: Any) -> Shape:
-        """Creates the weights for this input shape on `kernels` and returns the output shape."""
-        self.kernels = kernels
-        self.input_shape = input_shape
-        self.output_shape = self.compute_output_shape(input_shape)
-        self.create_weights(input_shape, rng, dtype)
-        return self.output_shape
-
-    def create_weights(self, input_shape: Shape, rng: np.random.Generator, dtype) -> None:
-        """Fills `params` and `state`; layers without weights have nothing to do."""
-
-    def weights(self) -> list[Any]:
-        return [*self.params.values(), *self.state.values()]
-
-    def forward(self, x: Any, training: bool) -> Any:
-        raise NotImplementedError
-
-    def backward(self, dy: Any) -> Any:
-        raise NotImplementedError
-
-    def to_config(self) -> dict[str, Any]:
-        return {"type": self.type, **self.config}
-
-    # -- Keras mapping ---------------------------------------------------------------------------
-    @property
-    def keras_class(self) -> str:
-        """The Keras layer class this layer is (the same name for every numnet layer so far)."""
-        return self.type
-
-    def to_keras(self, seed: int | None = None) -> dict[str, Any]:
-        """Arguments for the Keras layer class that computes exactly what this layer computes."""
-        return dict(self.config)
-
-    @classmethod
-    def from_keras(cls, config: dict[str, Any]) -> dict[str, Any]:
-        """numnet config from a Keras layer config; KerasMismatch names what numnet lacks."""
-        return {"type": cls.type, **{key: config.get(key, default) for key, default in cls.options.items()}}
 
 
 class Activation(Layer):
@@ -227,7 +143,7 @@ class Dense(Layer):
 
     @classmethod
     def from_keras(cls, config):
-        _require(config.get("use_bias", True), "use_bias=False")
+        require(config.get("use_bias", True), "use_bias=False")
         return {"type": cls.type, "units": int(config["units"]),
                 "activation": keras_layer_activation(config.get("activation"))}  # fmt: skip
 
@@ -294,13 +210,13 @@ class Conv2D(Layer):
 
     @classmethod
     def from_keras(cls, config):
-        kernel = _pair(config.get("kernel_size", 3))
-        _require(len(set(kernel)) == 1, f"a non-square kernel {kernel}")
-        _require(_pair(config.get("strides", 1)) == [1, 1], "strides other than 1")
-        _require(_pair(config.get("dilation_rate", 1)) == [1, 1], "dilation")
-        _require(config.get("groups", 1) == 1, "grouped convolution")
-        _require(config.get("use_bias", True), "use_bias=False")
-        _require(config.get("data_format", "channels_last") in (None, "channels_last"), "channels_first")
+        kernel = pair(config.get("kernel_size", 3))
+        require(len(set(kernel)) == 1, f"a non-square kernel {kernel}")
+        require(pair(config.get("strides", 1)) == [1, 1], "strides other than 1")
+        require(pair(config.get("dilation_rate", 1)) == [1, 1], "dilation")
+        require(config.get("groups", 1) == 1, "grouped convolution")
+        require(config.get("use_bias", True), "use_bias=False")
+        require(config.get("data_format", "channels_last") in (None, "channels_last"), "channels_first")
         return {"type": cls.type, "filters": int(config["filters"]), "kernel_size": int(kernel[0]),
                 "padding": config.get("padding", "valid"),
                 "activation": keras_layer_activation(config.get("activation"))}  # fmt: skip
@@ -360,8 +276,8 @@ class BatchNormalization(Layer):
     def from_keras(cls, config):
         axis = config.get("axis", -1)
         axis = axis[0] if isinstance(axis, list) and len(axis) == 1 else axis
-        _require(axis in (-1, 3, 1), f"axis {axis}")
-        _require(config.get("center", True) and config.get("scale", True), "center/scale off")
+        require(axis in (-1, 3, 1), f"axis {axis}")
+        require(config.get("center", True) and config.get("scale", True), "center/scale off")
         return {"type": cls.type, "momentum": float(config.get("momentum", cls.options["momentum"])),
                 "epsilon": float(config.get("epsilon", cls.options["epsilon"]))}  # fmt: skip
 
@@ -391,10 +307,10 @@ class MaxPooling2D(Layer):
 
     @classmethod
     def from_keras(cls, config):
-        pool = _pair(config.get("pool_size", 2))
-        strides = _pair(config.get("strides") or pool)
-        _require(pool == [2, 2] and strides == [2, 2], f"pool {pool} stride {strides}")
-        _require(config.get("padding", "valid") == "valid", "'same' pooling")
+        pool = pair(config.get("pool_size", 2))
+        strides = pair(config.get("strides") or pool)
+        require(pool == [2, 2] and strides == [2, 2], f"pool {pool} stride {strides}")
+        require(config.get("padding", "valid") == "valid", "'same' pooling")
         return {"type": cls.type, "pool_size": 2}
 
 
@@ -403,6 +319,7 @@ class Dropout(Layer):
 
     type = "Dropout"
     options = {"rate": 0.5}
+    random_stream = "dropout"
 
     def check_config(self):
         rate = self.config["rate"]
@@ -449,7 +366,8 @@ class Flatten(Layer):
 
 
 LAYER_TYPES: dict[str, type[Layer]] = {
-    cls.type: cls for cls in (Dense, Conv2D, BatchNormalization, MaxPooling2D, Dropout, Flatten, Activation)
+    cls.type: cls
+    for cls in (Dense, Conv2D, BatchNormalization, MaxPooling2D, Dropout, Flatten, Activation, *AUGMENTATION_LAYERS)
 }
 KERAS_CLASSES: dict[str, type[Layer]] = {cls.type: cls for cls in LAYER_TYPES.values()}  # Keras name -> layer
 

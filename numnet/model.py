@@ -32,13 +32,14 @@ class Model(ModelAPI):
         init_rng = np.random.default_rng(seed)
         self.dropout_rng = np.random.default_rng([seed, 1])
         self.shuffle_rng = np.random.default_rng([seed, 2])
+        streams = {"dropout": self.dropout_rng, "augmentation": np.random.default_rng([seed, 3])}
 
         self.layers = layers_from_spec(self.spec)
         self.layer_names = keras_names([layer.type for layer in self.layers])
         shape = self.input_shape
         ops: list[Layer] = []  # the flat chain forward/backward run: layers plus their activations
         for layer in self.layers:
-            rng = self.dropout_rng if layer.type == "Dropout" else init_rng
+            rng = streams.get(layer.random_stream, init_rng)
             shape = layer.build(shape, rng, self.dtype, kernels)
             ops.append(layer)
             activation = layer.config.get("activation") if layer.type != "Activation" else None

@@ -25,8 +25,10 @@ def topology(spec: specs.Spec) -> tuple[dict[str, Any], list[tuple[str, tuple[in
     """The Keras 2 style Sequential config TensorFlow.js reads, and each weight's name and shape."""
     layers = layers_from_spec(spec)
     names = keras_names([layer.type for layer in layers])
+    # TensorFlow.js has no augmentation layers; they are the identity in inference, so they go.
+    kept = [(name, layer) for name, layer in zip(names, layers) if not layer.training_only]
     configs, manifest = [], []
-    for i, (name, layer) in enumerate(zip(names, layers)):
+    for i, (name, layer) in enumerate(kept):
         config = {"name": name, "trainable": True, "dtype": "float32", **layer.to_keras()}
         if "activation" in config and config["activation"] is None:
             config["activation"] = "linear"

@@ -68,7 +68,17 @@ def test_no_module_imports_itself_through_others():
 
 
 FILE_FORMATS = ["numnet.files", "numnet.keras_files"]
-ENGINE = ["numnet.layers", "numnet.fusion", "numnet.optimizers", "numnet.callbacks", "numnet.model", "numnet.training"]
+ENGINE = [
+    "numnet.layers",
+    "numnet.layer_base",
+    "numnet.augmentation",
+    "numnet.schedules",
+    "numnet.fusion",
+    "numnet.optimizers",
+    "numnet.callbacks",
+    "numnet.model",
+    "numnet.training",
+]
 BUILDERS = ["numnet.model", "numnet.training", "numnet.backends", "numnet.loading", "numnet.runs"]
 COMMANDS = ["numnet.train", "numnet.experiments", "numnet.report", "numnet.web", "numnet.gui", "numnet.gui.app",
             "numnet.gui.web"]  # fmt: skip

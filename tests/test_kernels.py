@@ -78,7 +78,8 @@ COVERED = {"dense_forward", "dense_backward", "conv2d_forward", "conv2d_backward
            "maxpool2d_backward", "channel_moments", "scale_shift", "batchnorm_backward", "relu_forward",
            "relu_backward", "dropout_forward", "dropout_backward", "adam_update", "sgd_update", "asarray",
            "to_numpy", "zeros", "ones", "one_hot", "count_correct", "inverse_std", "moving_average", "softmax",
-           "softmax_backward", "softmax_cross_entropy", "dropout_mask"}  # fmt: skip
+           "softmax_backward", "softmax_cross_entropy", "dropout_mask", "affine_warp",
+           "affine_warp_backward"}  # fmt: skip
 
 
 def close(actual, expected, rtol=RTOL, atol=ATOL):
@@ -175,6 +176,18 @@ def test_relu_and_dropout_match_exactly(kernels, x4, rng):
     keep = rng.random(x4.shape) >= 0.3
     close(kernels.dropout_forward(x4, keep, 0.3), ref.dropout_forward(x4, keep, 0.3), rtol=1e-7)
     close(kernels.dropout_backward(x4, keep, 0.3), ref.dropout_backward(x4, keep, 0.3), rtol=1e-7)
+
+
+@pytest.mark.parametrize("interpolation", ["bilinear", "nearest"])
+@pytest.mark.parametrize("fill_mode", ["constant", "nearest", "reflect", "wrap"])
+def test_affine_warp_and_its_gradient(kernels, x4, rng, fill_mode, interpolation):
+    # Rotations, shears, shifts and zooms large enough to read far outside the image.
+    transforms = np.column_stack([rng.normal(1, 0.4, 6), rng.normal(0, 0.4, 6), rng.normal(0, 4, 6),
+                                  rng.normal(0, 0.4, 6), rng.normal(1, 0.4, 6), rng.normal(0, 4, 6)])  # fmt: skip
+    close(kernels.affine_warp(x4, transforms, fill_mode, 0.25, interpolation),
+          ref.affine_warp(x4, transforms, fill_mode, 0.25, interpolation))  # fmt: skip
+    close(kernels.affine_warp_backward(x4, transforms, fill_mode, interpolation),
+          ref.affine_warp_backward(x4, transforms, fill_mode, interpolation))  # fmt: skip
 
 
 def test_adam_update_in_place(kernels, rng):

@@ -1,0 +1,154 @@
+"""Augmentation layers with Keras 3's names, arguments and semantics: `RandomTranslation`,
+`RandomRotation`, `RandomZoom`.
+
+In training each image gets its own random affine transform, drawn from the model's seeded
+generator (so a seed repeats its batches), and is warped by the kernels' `affine_warp` exactly as
+Keras' `affine_transform` does; in inference they are the identity. Factors are fractions, as in
+Keras: a number f means [-f, f]; a pair means that range (of the height or width for translation,
+of a full turn for rotation, of the size for zoom: positive zooms out).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from numnet.errors import SpecError
+from numnet.layer_base import Layer
+
+FILL_MODES = ("reflect", "wrap", "constant", "nearest")  # Keras' choices for these layers
+INTERPOLATIONS = ("bilinear", "nearest")
+
+
+def factor_range(layer: str, key: str, value: Any, above_minus_one: bool = True) -> tuple[float, float]:
+    """Keras' reading of a factor: f -> (-|f|, |f|), [a, b] -> (min, max), each in (-1, 1] (translation,
+    zoom) or [-1, 1] (rotation)."""
+    numbers = value if isinstance(value, list | tuple) else [value]
+    if len(numbers) not in (1, 2) or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in numbers):
+        raise SpecError(f"{layer} {key} must be a number or a pair of numbers, got {value!r}")
+    if not all(-1 <= v <= 1 and not (above_minus_one and v == -1) for v in numbers):
+        raise SpecError(f"{layer} {key} must lie in {'(' if above_minus_one else '['}-1, 1], got {value!r}")
+    if len(numbers) == 1:
+        return -abs(numbers[0]), abs(numbers[0])
+    return min(numbers), max(numbers)
+
+
+def rotation_transforms(degrees: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Keras' matrices for rotations by `degrees` about the image centre (N, 6)."""
+    theta = np.radians(np.asarray(degrees, np.float64))
+    cos, sin = np.cos(theta), np.sin(theta)
+    cx, cy = 0.5 * (width - 1), 0.5 * (height - 1)
+    return np.column_stack([cos, -sin, cx - cx * cos + cy * sin, sin, cos, cy - cx * sin - cy * cos])
+
+
+def translation_transforms(dx: np.ndarray, dy: np.ndarray) -> np.ndarray:
+    """Keras' matrices for shifts by (dx, dy) pixels (right and down)."""
+    one, zero = np.ones_like(dx, np.float64), np.zeros_like(dx, np.float64)
+    return np.column_stack([one, zero, -np.asarray(dx, np.float64), zero, one, -np.asarray(dy, np.float64)])
+
+
+def zoom_transforms(zx: np.ndarray, zy: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Keras' matrices for zooms about the centre: a factor z > 1 reads a larger area (zooms out)."""
+    zx, zy = np.asarray(zx, np.float64), np.asarray(zy, np.float64)
+    zero = np.zeros_like(zx)
+    return np.column_stack([zx, zero, (width - 1) / 2 * (1 - zx), zero, zy, (height - 1) / 2 * (1 - zy)])
+
+
+class RandomAffine(Layer):
+    """What the three layers share: the fill options, training-only warping and its gradient."""
+
+    random_stream = "augmentation"
+    training_only = True
+    fill_options = {"fill_mode": "reflect", "interpolation": "bilinear", "fill_value": 0.0}
+
+    def check_config(self) -> None:
+        c = self.config
+        if c["fill_mode"] not in FILL_MODES:
+            raise SpecError(f"{self.type} fill_mode must be one of {FILL_MODES}, got {c['fill_mode']!r}")
+        if c["interpolation"] not in INTERPOLATIONS:
+            raise SpecError(f"{self.type} interpolation must be one of {INTERPOLATIONS}, got {c['interpolation']!r}")
+        value = c["fill_value"]
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+            raise SpecError(f"{self.type} fill_value must be a number, got {value!r}")
+        self.check_factors()
+
+    def check_factors(self) -> None:
+        raise NotImplementedError
+
+    def draw(self, rng: np.random.Generator, n: int, height: int, width: int) -> np.ndarray:
+        """Each of `n` images' transform (N, 6), drawn as Keras draws it."""
+        raise NotImplementedError
+
+    def compute_output_shape(self, input_shape):
+        if len(input_shape) != 3:
+            raise SpecError(f"{self.type} needs (height, width, channels) input, got shape {input_shape}")
+        return input_shape
+
+    def create_weights(self, input_shape, rng, dtype):
+        self.rng = rng  # the model's augmentation generator
+
+    def forward(self, x, training):
+        self.transforms = None
+        if not training:
+            return x
+        self.transforms = self.draw(self.rng, *x.shape[:3])
+        c = self.config
+        return self.kernels.affine_warp(x, self.transforms, c["fill_mode"], c["fill_value"], c["interpolation"])
+
+    def backward(self, dy):
+        if self.transforms is None:
+            return dy
+        return self.kernels.affine_warp_backward(dy, self.transforms, self.config["fill_mode"],
+                                                 self.config["interpolation"])  # fmt: skip
+
+    def to_keras(self, seed=None):
+        return {**self.config, "seed": seed}
+
+    @classmethod
+    def from_keras(cls, config):
+        return {"type": cls.type, **{key: config.get(key, default) for key, default in cls.options.items()}}
+
+
+class RandomTranslation(RandomAffine):
+    type = "RandomTranslation"
+    options = {"height_factor": None, "width_factor": None, **RandomAffine.fill_options}
+
+    def check_factors(self):
+        self.height_range = factor_range(self.type, "height_factor", self.config["height_factor"])
+        self.width_range = factor_range(self.type, "width_factor", self.config["width_factor"])
+
+    def draw(self, rng, n, height, width):
+        dy = rng.uniform(*self.height_range, size=n) * height
+        dx = rng.uniform(*self.width_range, size=n) * width
+        return translation_transforms(dx, dy)
+
+
+class RandomRotation(RandomAffine):
+    type = "RandomRotation"
+    options = {"factor": None, **RandomAffine.fill_options}
+
+    def check_factors(self):
+        self.range = factor_range(self.type, "factor", self.config["factor"], above_minus_one=False)
+
+    def draw(self, rng, n, height, width):
+        return rotation_transforms(rng.uniform(*self.range, size=n) * 360.0, height, width)
+
+
+class RandomZoom(RandomAffine):
+    type = "RandomZoom"
+    options = {"height_factor": None, "width_factor": None, **RandomAffine.fill_options}
+
+    def check_factors(self):
+        self.height_range = factor_range(self.type, "height_factor", self.config["height_factor"])
+        width = self.config["width_factor"]
+        self.width_range = None if width is None else factor_range(self.type, "width_factor", width)
+
+    def draw(self, rng, n, height, width):
+        zy = 1.0 + rng.uniform(*self.height_range, size=n)
+        zx = zy if self.width_range is None else 1.0 + rng.uniform(*self.width_range, size=n)
+        return zoom_transforms(zx, zy, height, width)
+
+
+AUGMENTATION_LAYERS = (RandomTranslation, RandomRotation, RandomZoom)

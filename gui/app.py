@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import threading
 import tkinter as tk
 from pathlib import Path
 from tkinter import ttk
@@ -25,62 +26,99 @@ from numnet.preprocess import canvas_to_mnist
 
 CANVAS = 280
 PREVIEW_CELL = 4
-BAR_WIDTH, BAR_HEIGHT = 24, 100
+BAR_WIDTH, BAR_HEIGHT = 28, 110
+INK, PAPER, ACCENT, MUTED, SURFACE = "#111827", "#ffffff", "#2563eb", "#6b7280", "#f3f4f6"
+WARMING = "Warming up: loading the model and compiling its kernels (a few seconds, once)…"
+
+
+def apply_theme(root: tk.Tk) -> None:
+    """A flat, light ttk theme: one accent colour, readable sizes, no 1995 grey bevels."""
+    style = ttk.Style(root)
+    style.theme_use("clam")
+    root.configure(background=SURFACE)
+    base = ("TkDefaultFont", 11)
+    style.configure(".", background=SURFACE, foreground=INK, font=base)
+    style.configure("Card.TFrame", background=PAPER, relief="flat")
+    style.configure("Card.TLabel", background=PAPER)
+    style.configure("Muted.TLabel", background=PAPER, foreground=MUTED, font=("TkDefaultFont", 10))
+    style.configure("Status.TLabel", background=SURFACE, foreground=MUTED, font=("TkDefaultFont", 10))
+    style.configure("Digit.TLabel", background=PAPER, foreground=INK, font=("TkDefaultFont", 44, "bold"))
+    style.configure("TButton", padding=(12, 6), background="#e5e7eb", bordercolor="#d1d5db", relief="flat")
+    style.map("TButton", background=[("active", "#d1d5db"), ("disabled", SURFACE)])
+    style.configure("Accent.TButton", background=ACCENT, foreground="#ffffff", bordercolor=ACCENT)
+    style.map("Accent.TButton", background=[("active", "#1d4ed8"), ("disabled", "#93c5fd")])
+    style.configure("TLabelframe", background=SURFACE, bordercolor="#d1d5db")
+    style.configure("TLabelframe.Label", background=SURFACE, foreground=MUTED)
+    style.configure("Card.Horizontal.TScale", background=PAPER)
 
 
 class DrawingApp:
     def __init__(self, root: tk.Tk, models: dict[str, Path], backend: str = "numba") -> None:
         self.root, self.models, self.backend = root, models, backend
         self.loaded: dict[str, object] = {}
+        self.loading = threading.Lock()
         self.probabilities: np.ndarray | None = None
         self.model_input: np.ndarray | None = None
         root.title("numnet — draw a digit")
+        root.resizable(False, False)
+        apply_theme(root)
 
-        left = ttk.Frame(root, padding=8)
-        left.grid(row=0, column=0, sticky="n")
-        self.canvas = tk.Canvas(left, width=CANVAS, height=CANVAS, bg="white", cursor="pencil",
-                                highlightthickness=1, highlightbackground="grey")  # fmt: skip
-        self.canvas.grid(row=0, column=0, columnspan=3)
+        left = ttk.Frame(root, padding=14, style="Card.TFrame")
+        left.grid(row=0, column=0, sticky="nsew", padx=(14, 7), pady=(14, 7))
+        self.canvas = tk.Canvas(left, width=CANVAS, height=CANVAS, bg=PAPER, cursor="pencil",
+                                highlightthickness=1, highlightbackground="#d1d5db")  # fmt: skip
+        self.canvas.grid(row=0, column=0, columnspan=4)
         self.pen = tk.IntVar(value=18)
-        ttk.Label(left, text="pen").grid(row=1, column=0, sticky="w")
-        ttk.Scale(left, from_=4, to=40, variable=self.pen, orient="horizontal").grid(row=1, column=1, columnspan=2)
-        self.predict_button = ttk.Button(left, text="Predict", command=self.predict)
-        self.predict_button.grid(row=2, column=0, pady=4)
+        self.pen_label = tk.StringVar(value="pen 18 px")
+        ttk.Label(left, textvariable=self.pen_label, style="Muted.TLabel", width=9).grid(row=1, column=0, sticky="w")
+        self.pen.trace_add("write", lambda *_: self.pen_label.set(f"pen {self.pen.get()} px"))
+        scale = ttk.Scale(left, from_=4, to=40, variable=self.pen, orient="horizontal", style="Card.Horizontal.TScale")
+        scale.grid(row=1, column=1, columnspan=3, sticky="we", pady=(10, 4))
+        self.predict_button = ttk.Button(left, text="Predict", style="Accent.TButton", command=self.predict)
+        self.predict_button.grid(row=2, column=0, columnspan=2, sticky="we", pady=(6, 0), padx=(0, 4))
         self.clear_button = ttk.Button(left, text="Clear", command=self.clear)
-        self.clear_button.grid(row=2, column=1, pady=4)
+        self.clear_button.grid(row=2, column=2, columnspan=2, sticky="we", pady=(6, 0), padx=(4, 0))
+        ttk.Label(left, text="model", style="Muted.TLabel").grid(row=3, column=0, sticky="w", pady=(10, 0))
         self.model_name = tk.StringVar(value=next(iter(models)))
-        self.selector = ttk.Combobox(
-            left, textvariable=self.model_name, values=list(models), state="readonly", width=12
-        )
-        self.selector.grid(row=2, column=2)
+        self.selector = ttk.Combobox(left, textvariable=self.model_name, values=list(models), state="readonly",
+                                     width=18)  # fmt: skip
+        self.selector.grid(row=3, column=1, columnspan=3, sticky="we", pady=(10, 0))
         self.selector.bind("<<ComboboxSelected>>", lambda _: self.predict())
 
-        right = ttk.Frame(root, padding=8)
-        right.grid(row=0, column=1, sticky="n")
+        right = ttk.Frame(root, padding=14, style="Card.TFrame")
+        right.grid(row=0, column=1, sticky="nsew", padx=(7, 14), pady=(14, 7))
+        self.digit = tk.StringVar(value="?")
+        ttk.Label(right, textvariable=self.digit, style="Digit.TLabel", anchor="center", width=3).grid(row=0, column=0)
         self.answer = tk.StringVar(value="Draw a digit")
-        ttk.Label(right, textvariable=self.answer, font=("TkDefaultFont", 16, "bold")).grid(row=0, column=0)
-        self.bars = tk.Canvas(right, width=10 * BAR_WIDTH, height=BAR_HEIGHT + 20, bg="white")
-        self.bars.grid(row=1, column=0, pady=6)
-        ttk.Label(right, text="what the model sees (28x28)").grid(row=2, column=0)
-        self.preview = tk.Canvas(right, width=28 * PREVIEW_CELL, height=28 * PREVIEW_CELL, bg="black")
-        self.preview.grid(row=3, column=0)
+        ttk.Label(right, textvariable=self.answer, style="Card.TLabel", anchor="center", width=30).grid(row=1, column=0)
+        self.bars = tk.Canvas(right, width=10 * BAR_WIDTH, height=BAR_HEIGHT + 22, bg=PAPER, highlightthickness=0)
+        self.bars.grid(row=2, column=0, pady=10)
+        ttk.Label(right, text="what the model sees (28x28)", style="Muted.TLabel").grid(row=3, column=0)
+        self.preview = tk.Canvas(right, width=28 * PREVIEW_CELL, height=28 * PREVIEW_CELL, bg="black",
+                                 highlightthickness=0)  # fmt: skip
+        self.preview.grid(row=4, column=0, pady=(4, 0))
 
         # The lab's test protocol: asked digits, the person marks each answer.
-        protocol = ttk.Frame(root, padding=8)
-        protocol.grid(row=1, column=0, columnspan=2, sticky="we")
-        self.protocol_button = ttk.Button(protocol, text="Test protocol", command=self.start_protocol)
+        protocol = ttk.Labelframe(root, text="Test protocol", padding=10)
+        protocol.grid(row=1, column=0, columnspan=2, sticky="we", padx=14, pady=(7, 4))
+        self.protocol_button = ttk.Button(protocol, text="Start", command=self.start_protocol)
         self.protocol_button.grid(row=0, column=0)
         self.prompt = tk.StringVar(value="")
-        ttk.Label(protocol, textvariable=self.prompt).grid(row=0, column=1, padx=8)
+        # A fixed width (and wrapping) so a long prompt never widens the window.
+        ttk.Label(protocol, textvariable=self.prompt, width=30, wraplength=250).grid(row=0, column=1, padx=8)
         self.right_button = ttk.Button(protocol, text="Right", command=lambda: self.mark(None), state="disabled")
         self.right_button.grid(row=0, column=2)
-        ttk.Label(protocol, text="or true digit:").grid(row=0, column=3, padx=(8, 2))
+        ttk.Label(protocol, text="or true digit").grid(row=0, column=3, padx=(8, 2))
         self.true_digit = tk.StringVar(value="")
         ttk.Entry(protocol, textvariable=self.true_digit, width=3).grid(row=0, column=4)
         self.wrong_button = ttk.Button(protocol, text="Wrong", command=self.mark_wrong, state="disabled")
-        self.wrong_button.grid(row=0, column=5)
+        self.wrong_button.grid(row=0, column=5, padx=(4, 0))
         self.session: ProtocolSession | None = None
         self.saved: tuple[Path, Path] | None = None
+
+        self.status = tk.StringVar(value=WARMING)
+        status = ttk.Label(root, textvariable=self.status, style="Status.TLabel")
+        status.grid(row=2, column=0, columnspan=2, sticky="w", padx=16, pady=(0, 10))
 
         self.image = Image.new("L", (CANVAS, CANVAS), 255)
         self.draw = ImageDraw.Draw(self.image)
@@ -89,11 +127,34 @@ class DrawingApp:
         self.canvas.bind("<B1-Motion>", self.stroke_move)
         self.canvas.bind("<ButtonRelease-1>", self.stroke_end)
         self.show_bars(None)
+        self.warm_up()
+
+    def warm_up(self) -> None:
+        """Loads the first model and runs one prediction in the background, so the kernels compile
+        while the person starts drawing; the status line says when it is ready."""
+        warmed, name = threading.Event(), self.model_name.get()  # Tk is read here, never in the thread
+
+        def work() -> None:
+            try:
+                self.load(name).predict(np.zeros((1, 28, 28, 1), np.float32))
+            except (NumnetError, OSError):
+                pass  # predict() shows the problem when the person asks
+            warmed.set()
+
+        def check() -> None:
+            if warmed.is_set():
+                self.status.set(f"Ready — {len(self.models)} model(s), {self.backend} backend")
+            else:
+                self.root.after(100, check)
+
+        threading.Thread(target=work, daemon=True).start()
+        self.root.after(100, check)
 
     # -- drawing ---------------------------------------------------------------------------------
     def dot(self, x: int, y: int) -> None:
+        """A round pen tip, exactly the pen's width on screen and in the image."""
         r = self.pen.get() / 2
-        self.canvas.create_oval(x - r, y - r, x + r, y + r, fill="black", outline="black")
+        self.canvas.create_oval(x - r, y - r, x + r, y + r, fill=INK, outline="")
         self.draw.ellipse((x - r, y - r, x + r, y + r), fill=0)
 
     def stroke_start(self, event) -> None:
@@ -104,9 +165,13 @@ class DrawingApp:
         if self.last is None:
             return self.stroke_start(event)
         width = self.pen.get()
-        self.canvas.create_line(*self.last, event.x, event.y, width=width, fill="black", capstyle="round")
-        self.draw.line((*self.last, event.x, event.y), fill=0, width=width)
-        self.dot(event.x, event.y)  # round joints in the offscreen image too
+        # Round caps and joins on screen; in the image, the same segment with a round tip at its
+        # end, so consecutive segments overlap without notches.
+        self.canvas.create_line(*self.last, event.x, event.y, width=width, fill=INK, capstyle="round",
+                                joinstyle="round")  # fmt: skip
+        self.draw.line((*self.last, event.x, event.y), fill=0, width=width, joint="curve")
+        r = width / 2
+        self.draw.ellipse((event.x - r, event.y - r, event.x + r, event.y + r), fill=0)
         self.last = (event.x, event.y)
 
     def stroke_end(self, event) -> None:
@@ -117,21 +182,27 @@ class DrawingApp:
         self.canvas.delete("all")
         self.draw.rectangle((0, 0, CANVAS, CANVAS), fill=255)
         self.probabilities = self.model_input = None
+        self.digit.set("?")
         self.answer.set("Draw a digit")
         self.show_bars(None)
         self.preview.delete("all")
 
     # -- predicting --------------------------------------------------------------------------------
     def model(self):
-        name = self.model_name.get()
-        if name not in self.loaded:
-            self.loaded[name] = numnet.load(self.models[name], backend=self.backend)
-        return self.loaded[name]
+        return self.load(self.model_name.get())
+
+    def load(self, name: str):
+        """The named model, loaded once (from any thread: the warm-up may be loading it right now)."""
+        with self.loading:
+            if name not in self.loaded:
+                self.loaded[name] = numnet.load(self.models[name], backend=self.backend)
+            return self.loaded[name]
 
     def predict(self) -> None:
         self.model_input = canvas_to_mnist(self.image)
         if self.model_input is None:
             self.probabilities = None
+            self.digit.set("?")
             self.answer.set("Draw a digit first")
             self.show_bars(None)
             return
@@ -141,7 +212,8 @@ class DrawingApp:
             self.answer.set(f"Cannot use this model: {error}")
             return
         digit = int(self.probabilities.argmax())
-        self.answer.set(f"{digit}  ({self.probabilities[digit]:.0%}, {self.model_name.get()})")
+        self.digit.set(str(digit))
+        self.answer.set(f"{digit}  ({self.probabilities[digit]:.0%} sure, {self.model_name.get()})")
         self.show_bars(self.probabilities)
         self.show_preview(self.model_input[..., 0])
         if self.session is not None:
@@ -187,13 +259,17 @@ class DrawingApp:
 
     def show_bars(self, probabilities: np.ndarray | None) -> None:
         self.bars.delete("all")
+        best = None if probabilities is None else int(probabilities.argmax())
         for d in range(10):
             x = d * BAR_WIDTH
             p = 0.0 if probabilities is None else float(probabilities[d])
+            self.bars.create_rectangle(x + 4, 0, x + BAR_WIDTH - 4, BAR_HEIGHT, fill=SURFACE, outline="")
             top = BAR_HEIGHT * (1 - p)
-            color = "#2a7" if probabilities is not None and d == int(probabilities.argmax()) else "#69c"
-            self.bars.create_rectangle(x + 3, top, x + BAR_WIDTH - 3, BAR_HEIGHT, fill=color, outline="")
-            self.bars.create_text(x + BAR_WIDTH / 2, BAR_HEIGHT + 10, text=str(d))
+            color = ACCENT if d == best else "#93c5fd"
+            self.bars.create_rectangle(x + 4, top, x + BAR_WIDTH - 4, BAR_HEIGHT, fill=color, outline="")
+            weight = "bold" if d == best else "normal"
+            self.bars.create_text(x + BAR_WIDTH / 2, BAR_HEIGHT + 11, text=str(d), fill=INK,
+                                  font=("TkDefaultFont", 10, weight))  # fmt: skip
 
     def show_preview(self, image: np.ndarray) -> None:
         self.preview.delete("all")

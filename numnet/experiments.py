@@ -225,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
             grid = {"early_stopping": args.early_stopping, **grid}
         grid_runs = expand_grid(grid, args.scale)
         for settings in grid_runs:
-            specs.resolve(settings["model"])
+            specs.resolve(settings["model"], settings)
         epochs = sum(settings["epochs"] for settings in grid_runs)
         print(f"{len(grid_runs)} run(s), {epochs} epochs on {args.backend}; results in {out}")
         start = time.perf_counter()

@@ -64,20 +64,45 @@ def _color(i: int) -> str:
     return COLORS[i % len(COLORS)]
 
 
-def sample_grid(x_test: np.ndarray, y_test: np.ndarray) -> Figure:
-    """Ten test examples of each digit, one row per digit (the lab's Figure 11)."""
+def digit_grid(rows: list[np.ndarray], title: str, vmax: float) -> Figure:
+    """Up to ten images of each digit, one row per digit (the lab's Figure 11)."""
     fig = Figure(figsize=SAMPLES_SIZE, dpi=DPI, layout="constrained")
     axes = fig.subplots(10, 10)
-    for digit in range(10):
-        for column, index in enumerate(np.flatnonzero(y_test == digit)[:10]):
-            ax = axes[digit, column]
-            ax.imshow(x_test[index], cmap="gray_r", vmin=0, vmax=255)
+    for digit, images in enumerate(rows):
+        for ax, image in zip(axes[digit], images):
+            ax.imshow(np.squeeze(image), cmap="gray_r", vmin=0, vmax=vmax)
         for ax in axes[digit]:
             ax.set_xticks([])
             ax.set_yticks([])
         axes[digit, 0].set_ylabel(str(digit), rotation=0, labelpad=12, fontsize=13)
-    fig.suptitle("MNIST test set: ten examples of each digit")
+    fig.suptitle(title)
     return fig
+
+
+def sample_rows(y_test: np.ndarray) -> list[np.ndarray]:
+    """The test-set indices the sample grids show: the first ten of each digit."""
+    return [np.flatnonzero(y_test == digit)[:10] for digit in range(10)]
+
+
+def sample_grid(x_test: np.ndarray, y_test: np.ndarray) -> Figure:
+    return digit_grid([x_test[i] for i in sample_rows(y_test)], "MNIST test set: ten examples of each digit", 255)
+
+
+def augmented_samples(spec: dict[str, Any], x_test: np.ndarray, y_test: np.ndarray) -> Figure:
+    """The sample grid's digits as a training step of `spec` sees them: through its augmentation
+    layers, each digit with its own random draw (seed 0)."""
+    from numnet.backends import numpy_kernels
+
+    rng, rows = np.random.default_rng(0), []
+    augmentation = [layer for layer in layers_from_spec(spec) if layer.training_only]
+    for layer in augmentation:
+        layer.build(layer.input_shape, rng, np.float32, numpy_kernels)
+    for indices in sample_rows(y_test):
+        images = data.to_model_input(x_test[indices])
+        for layer in augmentation:
+            images = layer.forward(images, training=True)
+        rows.append(images)
+    return digit_grid(rows, f"{spec['name']}: the same digits as its augmentation shows them in training", 1.0)
 
 
 def training_curves(records: list[dict[str, Any]]) -> Figure:
@@ -261,18 +286,21 @@ def _build_report(folder: Path, out: Path | None, mnist) -> Path:
     records = [record for record, _ in found]
     (_, _), (x_test, y_test) = mnist if mnist is not None else data.load_mnist()
     probabilities = [runs.read_probabilities(path, record) for record, path in found]
+    specs_seen: dict[str, dict[str, Any]] = {}
+    for record in records:
+        spec = specs.validate(record.get("spec"))  # its name becomes a file name: a safe stem, checked
+        specs_seen.setdefault(spec["name"], spec)
+    augmented = [(name, s) for name, s in specs_seen.items() if any(x.training_only for x in layers_from_spec(s))]
     figures = [
         ("ten examples of each digit", "samples", sample_grid(x_test, y_test)),
+        *[(f"the same digits as {name} saw them in training", f"augmented_{name}", augmented_samples(s, x_test, y_test))
+          for name, s in augmented],
         ("training curves", "curves", training_curves(records)),
         ("recognition per digit", "per_digit", per_digit_chart(records)),
         ("confusion matrices", "confusion", confusion_matrices(records)),
         ("most confidently wrong", "wrong", most_confidently_wrong(records, probabilities, x_test, y_test)),
         ("training time", "times", time_table(records)),
-    ]
-    specs_seen: dict[str, dict[str, Any]] = {}
-    for record in records:
-        spec = specs.validate(record.get("spec"))  # its name becomes a file name: a safe stem, checked
-        specs_seen.setdefault(spec["name"], spec)
+    ]  # fmt: skip
     figures += [(f"model structure: {name}", f"structure_{name}", model_structure(s)) for name, s in specs_seen.items()]
     out.mkdir(parents=True, exist_ok=True)
     images = [(heading, name, save_png(fig, out / f"{name}.png")) for heading, name, fig in figures]

@@ -87,8 +87,8 @@ def clean_settings(settings: dict[str, Any]) -> dict[str, Any]:
 
 
 def new_run(name: str, model_choice: str, settings: dict[str, Any], backend: str, **build_options: Any) -> Run:
-    spec = specs.resolve(model_choice)
     settings = clean_settings(settings)
+    spec = specs.resolve(model_choice, settings)
     model = get_backend(backend).build(spec, seed=settings.get("seed", 0), **build_options)
     return Run(name, model_choice, settings, model)
 

@@ -27,6 +27,7 @@ from numnet.machine import describe_device
 DEFAULTS = {
     "mlp": {"epochs": 10, "batch_size": 100, "validation_split": 0.2},
     "cnn": {"epochs": 15, "batch_size": 1024, "validation_split": 0.0},
+    "best": {"epochs": specs.BEST_EPOCHS, "batch_size": specs.BEST_BATCH, "validation_split": 0.0},
 }
 CUSTOM_DEFAULTS = {"epochs": 10, "batch_size": 100, "validation_split": 0.0}
 RUN_OPTIONS = ("model", "batch_size", "validation_split", "seed", "out", "early_stopping", "strategy")
@@ -35,9 +36,11 @@ RUN_OPTIONS = ("model", "batch_size", "validation_split", "seed", "out", "early_
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m numnet.train", description=__doc__.splitlines()[0])
     parser.add_argument("--backend", choices=sorted(BACKENDS), help="default: numba (on --resume: the run's own)")
-    parser.add_argument("--model", action="append", help="mlp, cnn or a spec.json (repeatable; default: mlp and cnn)")
-    parser.add_argument("--epochs", type=positive_int, help="default: 10 (MLP), 15 (CNN); on --resume: a new target")
-    parser.add_argument("--batch-size", type=positive_int, help="default: 100 (MLP), 1024 (CNN)")
+    parser.add_argument("--model", action="append",
+                        help="mlp, cnn, best or a spec.json (repeatable; default: mlp and cnn)")  # fmt: skip
+    parser.add_argument("--epochs", type=positive_int,
+                        help="default: 10 (MLP), 15 (CNN, best); on --resume: a new target")  # fmt: skip
+    parser.add_argument("--batch-size", type=positive_int, help="default: 100 (MLP), 1024 (CNN), 128 (best)")
     parser.add_argument("--validation-split", type=fraction, help="default: 0.2 (MLP), 0 (CNN)")
     parser.add_argument("--seed", type=non_negative_int, help="default: 0")
     parser.add_argument("--early-stopping", type=non_negative_int, metavar="PATIENCE",

@@ -183,3 +183,36 @@ def test_test_protocol_asks_twenty_digits_and_saves_statistics_and_a_chart(app, 
     assert chart.format == "PNG" and chart.size == (600, 350)
     assert len(np.unique(np.asarray(chart.convert("L")))) > 10  # not blank
     assert app.answer.get() == "Protocol complete"
+
+
+def test_the_app_warms_up_in_the_background_and_keeps_its_size(app):
+    import time
+
+    assert app.status.get().startswith("Warming up") or app.status.get().startswith("Ready")
+    deadline = time.monotonic() + 60
+    while not app.status.get().startswith("Ready") and time.monotonic() < deadline:
+        app.root.update()
+        time.sleep(0.05)
+    assert app.status.get().startswith("Ready"), app.status.get()
+    assert "mlp" in app.loaded  # the model was loaded (and its kernels compiled) before any drawing
+    width, height = app.root.winfo_width(), app.root.winfo_height()
+    app.protocol_button.invoke()
+    app.root.update()
+    assert "Draw the digit 1" in app.prompt.get()
+    assert (app.root.winfo_width(), app.root.winfo_height()) == (width, height)  # no jump when it starts
+    ARTIFACTS.mkdir(exist_ok=True)
+    screenshot(app, ARTIFACTS / "gui-protocol.png")
+
+
+def test_strokes_are_smooth_without_notches(app):
+    """A stroke drawn fast (few motion events) and slowly has the pen's width everywhere along it."""
+    app.pen.set(16)
+    drag(app, [(30, 60), (250, 60)])
+    drag(app, [(30, 200), (90, 150), (150, 220), (250, 170)])
+    ink = np.asarray(app.image) < 128
+    thickness = ink[:120, 40:240].sum(axis=0)  # the straight stroke, column by column
+    assert thickness.min() >= 15 and thickness.max() <= 17, (thickness.min(), thickness.max())
+    zigzag = ink[120:, :]
+    columns = zigzag[:, 40:240].sum(axis=0)
+    assert columns.min() >= 14  # never thinner than the pen, also at the turns
+    assert app.pen_label.get() == "pen 16 px"  # the pen shows its size

@@ -11,34 +11,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from PIL import Image, ImageFilter
+from PIL import Image
 
 import numnet
+from numnet.drawings import render as draw
 from numnet.preprocess import canvas_to_mnist
-
-CANVAS = 300
-
-
-def draw(digit: np.ndarray, height: int, where: str, pen: str, rng: np.random.Generator) -> Image.Image:
-    ys, xs = np.nonzero(digit)
-    crop = digit[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]
-    scale = min(height / crop.shape[0], CANVAS / crop.shape[1])
-    size = (max(1, round(crop.shape[1] * scale)), max(1, round(crop.shape[0] * scale)))
-    ink = Image.fromarray(crop).resize(size, Image.BILINEAR)
-    if pen == "thick":  # about one MNIST pixel wider
-        ink = ink.filter(ImageFilter.MaxFilter(2 * round(scale / 2) + 1))
-    elif pen == "thin":  # about half an MNIST pixel narrower
-        ink = ink.filter(ImageFilter.MinFilter(2 * round(scale / 4) + 1))
-    free_x, free_y = CANVAS - ink.width, CANVAS - ink.height
-    x, y = {
-        "centre": (free_x // 2, free_y // 2),
-        "top-left": (0, 0),
-        "bottom-right": (free_x, free_y),
-        "anywhere": (int(rng.integers(0, free_x + 1)), int(rng.integers(0, free_y + 1))),
-    }[where]
-    page = Image.new("L", (CANVAS, CANVAS), 0)
-    page.paste(ink, (x, y))
-    return Image.fromarray(255 - np.asarray(page))  # black ink on a white canvas
 
 
 @pytest.fixture(scope="module")

@@ -188,7 +188,10 @@ def test_a_body_that_stops_short_is_cut_off_and_a_client_that_leaves_is_no_error
         stalled.sendall(head)  # claims 1000 bytes, sends 4, then waits
         started = time.monotonic()
         assert post(url, png_of(DIGITS[1]))[0] == 200  # others are served meanwhile
-        answer = stalled.recv(4096).decode()
+        answer = b""
+        while chunk := stalled.recv(4096):  # the server answers and closes the connection
+            answer += chunk
+        answer = answer.decode()
         waited = time.monotonic() - started
         stalled.close()
         assert answer.startswith("HTTP/1.1 408") and f"did not arrive within {BODY_SECONDS} s" in answer
@@ -298,6 +301,26 @@ def test_drawing_with_the_mouse_and_clicking_predict_shows_the_digit(page, digit
     assert page.evaluate("document.querySelector('#pad').width") == 280 * ratio  # sharp on HiDPI screens
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / f"web-digit-{digit}-dpr{ratio}.png"))
+
+
+def test_the_page_fits_a_phone_and_reads_a_digit_drawn_with_a_finger(browser, server):
+    context = browser.new_context(viewport={"width": 375, "height": 740}, device_scale_factor=3, has_touch=True,
+                                  is_mobile=True)  # fmt: skip
+    page = context.new_page()
+    page.goto(server)
+    page.wait_for_selector("body[data-ready='true']")
+    try:
+        assert page.evaluate("document.documentElement.scrollWidth") <= 375  # nothing to scroll sideways
+        for selector in ("#pad", "#predict", "#clear", "#model", "#answer", "#bars"):
+            box = page.locator(selector).bounding_box()
+            assert box["x"] >= 0 and box["x"] + box["width"] <= 375, selector
+        assert page.locator("#predict").bounding_box()["height"] >= 40  # a finger-sized target
+        touch_strokes(page, DIGITS[7])
+        assert shown_answer(page).startswith("7 "), shown_answer(page)
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "web-phone.png"), full_page=True)
+    finally:
+        context.close()
 
 
 def test_drawing_with_a_finger_predicts_on_release(page):

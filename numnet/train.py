@@ -1,7 +1,8 @@
 """Training CLI, the main job: `python -m numnet.train --backend numba`.
 
-With no --model it trains both seed networks (MLP, then CNN) on real MNIST and saves them under
-$NUMNET_HOME/models, where the drawing apps look for them, each with its run record beside it.
+With no --model it trains both seed networks (MLP, then CNN) and numnet's best recipe on real
+MNIST and saves them under $NUMNET_HOME/models, where the drawing apps look for them, each with its
+run record beside it.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m numnet.train", description=__doc__.splitlines()[0])
     parser.add_argument("--backend", choices=sorted(BACKENDS), help="default: numba (on --resume: the run's own)")
     parser.add_argument("--model", action="append",
-                        help="mlp, cnn, best or a spec.json (repeatable; default: mlp and cnn)")  # fmt: skip
+                        help="mlp, cnn, best or a spec.json (repeatable; default: mlp, cnn and best)")  # fmt: skip
     parser.add_argument("--epochs", type=positive_int,
                         help="default: 10 (MLP), 15 (CNN, best); on --resume: a new target")  # fmt: skip
     parser.add_argument("--batch-size", type=positive_int, help="default: 100 (MLP), 1024 (CNN), 128 (best)")
@@ -77,7 +78,7 @@ def planned_runs(args: argparse.Namespace) -> list[tuple[runs.Run, runs.RunFiles
         raise InputError("--strategy applies to the tensorflow backend only")
     options = {"strategy": args.strategy} if args.backend == "tensorflow" and args.strategy else {}
     planned = []
-    for choice in args.model or ["mlp", "cnn"]:
+    for choice in args.model or ["mlp", "cnn", "best"]:
         name = specs.resolve(choice)["name"]
         run = runs.new_run(name, choice, settings_for(name, args), args.backend or "numba", **options)
         planned.append((run, runs.RunFiles.named(out, name)))

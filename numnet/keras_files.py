@@ -63,13 +63,16 @@ class _Reader:
         if kind != "Sequential":
             raise self.fail(f"the model is a {kind}; numnet reads Sequential models")
         config = model_config.get("config", {})
+        entries = config.get("layers", []) if isinstance(config, dict) else None
+        if not isinstance(entries, list) or not all(self.well_formed(entry) for entry in entries):
+            raise self.fail("its model config is not a list of layers, each with a class name and a config")
         layers, weight_paths, input_shape = [], [], None
         counts: dict[str, int] = {}
-        for entry in config.get("layers", []):
+        for entry in entries:
             kind = entry.get("class_name")
             inner = entry.get("config", {})
             shape = inner.get("batch_shape") or inner.get("batch_input_shape")
-            if input_shape is None and shape:
+            if input_shape is None and isinstance(shape, list | tuple):
                 input_shape = list(shape[1:])
             if kind == "InputLayer":
                 continue
@@ -87,9 +90,16 @@ class _Reader:
             if KERAS_CLASSES[kind].weight_names:
                 weight_paths.append(h5_name)
         if input_shape is None:
-            build = config.get("build_input_shape") or model_config.get("build_config", {}).get("input_shape")
-            input_shape = list(build[1:]) if build else None
+            build_config = model_config.get("build_config")
+            build = config.get("build_input_shape") or (build_config or {}).get("input_shape")
+            input_shape = list(build[1:]) if isinstance(build, list | tuple) else None
         return layers, weight_paths, input_shape
+
+    @staticmethod
+    def well_formed(entry: Any) -> bool:
+        """A layer entry as Keras writes one: {"class_name": str, "config": {...}}."""
+        return (isinstance(entry, dict) and isinstance(entry.get("class_name"), str)
+                and isinstance(entry.get("config", {}), dict))  # fmt: skip
 
     def spec(self, model_config: dict, compile_config: dict | None) -> tuple[specs.Spec, list[str]]:
         layers, weight_paths, input_shape = self.flatten(model_config)

@@ -91,3 +91,49 @@ def test_any_model_file_header_loads_or_is_refused_by_name(tmp_path_factory, hea
         numnet.load(path)
     except NumnetError:
         pass
+
+
+@pytest.fixture(scope="module")
+def keras_file_members(tmp_path_factory):
+    path = tmp_path_factory.mktemp("fuzz") / "cnn.keras"
+    numnet.build(numnet.specs.cnn()).save(path)
+    with zipfile.ZipFile(path) as archive:
+        return {name: archive.read(name) for name in archive.namelist()}
+
+
+def _nodes(tree, path=()):
+    """Every (path, value) in a JSON tree, the root included."""
+    yield path, tree
+    children = tree.items() if isinstance(tree, dict) else enumerate(tree) if isinstance(tree, list) else ()
+    for key, child in children:
+        yield from _nodes(child, (*path, key))
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.data())
+def test_any_keras_config_with_values_of_any_type_loads_or_is_refused_by_name(keras_file_members, tmp_path_factory,
+                                                                              data):  # fmt: skip
+    """A .keras file whose config.json has nodes replaced by random JSON (wrong types anywhere)."""
+    import json
+
+    config = json.loads(keras_file_members["config.json"])
+    for _ in range(data.draw(st.integers(1, 3))):
+        nodes = list(_nodes(config))
+        path, _ = nodes[data.draw(st.integers(0, len(nodes) - 1))]
+        value = data.draw(JSON)
+        if not path:
+            config = value
+            break
+        parent = config
+        for key in path[:-1]:
+            parent = parent[key]
+        parent[path[-1]] = value
+    file = tmp_path_factory.mktemp("keras") / "mutant.keras"
+    with zipfile.ZipFile(file, "w") as archive:
+        for name, content in keras_file_members.items():
+            archive.writestr(name, json.dumps(config) if name == "config.json" else content)
+    try:
+        model = numnet.load(file)
+    except NumnetError:
+        return
+    assert np.isfinite(model.predict(np.zeros((1, *model.spec["input_shape"]), np.float32))).all()

@@ -409,3 +409,31 @@ def test_a_bad_spec_file_is_refused_before_mnist_is_fetched(tmp_path):
     result = train_cli("--model", str(path), "--epochs", "1", home=home)
     assert result.returncode == 2 and "BatchNormalization momentum must be a number, got '0.9'" in result.stderr
     assert "MNIST" not in result.stderr and not home.exists()
+
+
+def keras_file_with_config(tmp_path, change):
+    """A real .keras file whose config.json is changed by `change(config)`."""
+    path = tmp_path / "model.keras"
+    numnet.build(numnet.specs.cnn()).save(path)
+    with zipfile.ZipFile(path) as archive:
+        members = {name: archive.read(name) for name in archive.namelist()}
+    config = json.loads(members["config.json"])
+    change(config)
+    members["config.json"] = json.dumps(config).encode()
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, content in members.items():
+            archive.writestr(name, content)
+    return path
+
+
+@pytest.mark.parametrize(
+    "change",
+    [lambda c: c["config"].update(layers="abc"),
+     lambda c: c["config"]["layers"][1].update(config=5),
+     lambda c: c["config"]["layers"][1].update(class_name=["Conv2D"]),
+     lambda c: c.update(config=[1])],
+    ids=["layers-a-string", "layer-config-a-number", "class-name-a-list", "model-config-a-list"],
+)  # fmt: skip
+def test_keras_configs_of_the_wrong_shape_are_refused_by_name(tmp_path, change):
+    with pytest.raises(numnet.errors.ModelFileError, match="not a list of layers, each with a class name and a config"):
+        numnet.load(keras_file_with_config(tmp_path, change))

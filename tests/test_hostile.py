@@ -187,19 +187,24 @@ def test_nonsense_optimizer_settings_are_refused(optimizer, message):
         numnet.build({**numnet.specs.mlp(), "optimizer": optimizer})
 
 
-def damaged_model(tmp_path, change):
-    """A real model file with one thing in it changed by `change(header, arrays)`."""
-    path = tmp_path / "model.npz"
-    numnet.build(numnet.specs.mlp()).save(path)
+def rewrite_json_member(path, member: str, change):
+    """Rewrites the zip at `path` with its JSON `member` changed by `change(value, members)`."""
     with zipfile.ZipFile(path) as archive:
         members = {name: archive.read(name) for name in archive.namelist()}
-    header = json.loads(members["header.json"])
-    change(header, members)
-    members["header.json"] = json.dumps(header).encode()
+    value = json.loads(members[member])
+    change(value, members)
+    members[member] = json.dumps(value).encode()
     with zipfile.ZipFile(path, "w") as archive:
         for name, data in members.items():
             archive.writestr(name, data)
     return path
+
+
+def damaged_model(tmp_path, change):
+    """A real model file with one thing in it changed by `change(header, arrays)`."""
+    path = tmp_path / "model.npz"
+    numnet.build(numnet.specs.mlp()).save(path)
+    return rewrite_json_member(path, "header.json", change)
 
 
 def npy(array) -> bytes:
@@ -415,15 +420,7 @@ def keras_file_with_config(tmp_path, change):
     """A real .keras file whose config.json is changed by `change(config)`."""
     path = tmp_path / "model.keras"
     numnet.build(numnet.specs.cnn()).save(path)
-    with zipfile.ZipFile(path) as archive:
-        members = {name: archive.read(name) for name in archive.namelist()}
-    config = json.loads(members["config.json"])
-    change(config)
-    members["config.json"] = json.dumps(config).encode()
-    with zipfile.ZipFile(path, "w") as archive:
-        for name, content in members.items():
-            archive.writestr(name, content)
-    return path
+    return rewrite_json_member(path, "config.json", lambda config, _: change(config))
 
 
 @pytest.mark.parametrize(

@@ -120,7 +120,7 @@ def test_ctrl_c_saves_a_checkpoint_and_resume_finishes(tmp_path, mnist):
     # A shell that starts the tests in the background sets SIGINT to ignored, and Python then
     # installs no KeyboardInterrupt handler: give the child the default disposition, as a terminal would.
     process = subprocess.Popen(
-        [sys.executable, "-m", "numnet.train", "--model", "mlp", "--epochs", "500", "--batch-size", "32"],
+        [sys.executable, "-m", "numnet.train", "--model", "mlp", "--epochs", "500", "--batch-size", "128"],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )  # fmt: skip

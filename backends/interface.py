@@ -14,6 +14,9 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 Array = Any  # the kernel module's array type
+# What `affine_warp` takes: fill modes (in the order a compiled module may number them) and interpolations.
+FILL_MODES = ("constant", "nearest", "reflect", "wrap")
+INTERPOLATIONS = ("bilinear", "nearest")
 
 
 @runtime_checkable

@@ -23,6 +23,7 @@ import numpy as np
 from numba import njit, prange
 
 from numnet.backends import numpy_kernels
+from numnet.backends.interface import FILL_MODES
 from numnet.machine import core_count
 
 NAME = "numba"
@@ -546,7 +547,7 @@ def adam_update(param, grad, m, v, alpha, beta_1, beta_2, epsilon):
 
 
 # -- geometric warps (the augmentation layers) -----------------------------------------------------
-FILL_CODES = {mode: code for code, mode in enumerate(numpy_kernels.FILL_MODES)}
+FILL_CODES = {mode: code for code, mode in enumerate(FILL_MODES)}
 
 
 @njit(cache=True, inline="always")

@@ -253,8 +253,7 @@ def moving_average(moving: np.ndarray, value: np.ndarray, momentum: float) -> No
 # Keras' `affine_transform`: output pixel (row i, column j) reads the input at column
 # a0*j + a1*i + a2, row b0*j + b1*i + b2, for each image's (a0, a1, a2, b0, b1, b2). Pixels outside
 # the image read as the fill mode says: 'constant' (fill_value), 'nearest' (the edge), 'reflect'
-# (d c b a | a b c d | d c b a) or 'wrap' (a b c d | a b c d).
-FILL_MODES = ("constant", "nearest", "reflect", "wrap")
+# (d c b a | a b c d | d c b a) or 'wrap' (a b c d | a b c d); see interface.FILL_MODES.
 
 
 def _fold(index: np.ndarray, size: int, fill_mode: str) -> np.ndarray:

@@ -15,11 +15,9 @@ from typing import Any
 
 import numpy as np
 
+from numnet.backends.interface import FILL_MODES, INTERPOLATIONS
 from numnet.errors import SpecError
 from numnet.layer_base import Layer
-
-FILL_MODES = ("reflect", "wrap", "constant", "nearest")  # Keras' choices for these layers
-INTERPOLATIONS = ("bilinear", "nearest")
 
 
 def factor_range(layer: str, key: str, value: Any, above_minus_one: bool = True) -> tuple[float, float]:

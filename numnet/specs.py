@@ -101,7 +101,7 @@ def best(epochs: int = BEST_EPOCHS, batch_size: int = BEST_BATCH, peak_learning_
             "optimizer": {"type": "adam", "learning_rate": schedule}}  # fmt: skip
 
 
-SEED_SPECS = {"mlp": mlp, "cnn": cnn, "best": best}
+SEED_SPECS = {"mlp": mlp, "cnn": cnn}
 
 
 def validate(spec: Any) -> Spec:

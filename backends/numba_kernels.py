@@ -6,8 +6,9 @@ and normalisation, ReLU, pooling, dropout, the Adam update — is a parallel Num
 pass over memory and no temporaries. Kernels are compiled with `cache=True`, so a second process
 loads them from disk instead of compiling again.
 
-Threads: Numba and OpenBLAS each use one thread per core, and never at the same time (a kernel
-finishes before the next BLAS call starts), so there are never more busy threads than cores.
+Threads: Numba and OpenBLAS each use one thread per physical core (`numnet.threads`), and never at
+the same time (a kernel finishes before the next BLAS call starts), so there are never more busy
+threads than cores.
 """
 
 from __future__ import annotations
@@ -18,16 +19,16 @@ import math
 import sys
 import types
 
-import numba
 import numpy as np
 from numba import njit, prange
 
 from numnet.backends import numpy_kernels
 from numnet.backends.interface import FILL_MODES
 from numnet.machine import core_count
+from numnet.threads import use_threads
 
 NAME = "numba"
-numba.set_num_threads(min(numba.config.NUMBA_NUM_THREADS, core_count()))
+THREADS = use_threads(numba_pool=True)
 
 
 def keep_freed_memory_for_reuse() -> bool:
@@ -96,9 +97,16 @@ class jit:
         return (self.parallel if size >= PARALLEL_MIN_ELEMENTS else self.serial)(*args)
 
 
+REDUCTION_CHUNKS = 64
+
+
 def _chunks(total: int) -> int:
-    """How many pieces a parallel reduction splits `total` rows into."""
-    return max(1, min(total, 4 * numba.get_num_threads()))
+    """How many pieces a parallel reduction splits `total` rows into.
+
+    A fixed number, not one per thread: the partial sums, and so the rounding, are then the same
+    for any thread count (up to 64 threads share a reduction's work).
+    """
+    return max(1, min(total, REDUCTION_CHUNKS))
 
 
 # -- dense ----------------------------------------------------------------------------------------

@@ -9,7 +9,10 @@ from __future__ import annotations
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
+from numnet.threads import use_threads
+
 NAME = "numpy"
+THREADS = use_threads()  # BLAS: one thread per physical core, or NUMNET_NUM_THREADS
 
 
 def dense_forward(x: np.ndarray, kernel: np.ndarray, bias: np.ndarray) -> np.ndarray:

@@ -79,19 +79,11 @@ def keras_child(backend: str, epochs: int) -> dict:
 
 
 def numba_child(batches: int) -> dict:
-    import contextlib
-
     import numba
-
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # BLAS then keeps all its threads; the scaling rows say so
-
-        def threadpool_limits(limits, user_api):
-            return contextlib.nullcontext()
 
     import numnet
     from numnet.machine import core_count
+    from numnet.threads import use_threads
 
     (x_train, y_train), (x_test, _) = mnist()
     model = numnet.build(numnet.specs.cnn(), backend="numba", seed=0)
@@ -101,19 +93,18 @@ def numba_child(batches: int) -> dict:
     model.fit(x, y, epochs=1, batch_size=1024, verbose=0)
     epoch = (time.perf_counter() - start) * EPOCH / len(x)
     threads, scaling = 1, {}
-    while threads <= min(core_count(), numba.config.NUMBA_NUM_THREADS):
-        numba.set_num_threads(threads)
-        with threadpool_limits(limits=threads, user_api="blas"):
-            model.train_step(x[:1024], y[:1024])
-            times = []
-            for i in range(3):
-                batch = slice(i * 1024, (i + 1) * 1024)
-                begin = time.perf_counter()
-                model.train_step(x[batch], y[batch])
-                times.append(time.perf_counter() - begin)
+    while threads <= min(core_count(), numba.config.NUMBA_NUM_THREADS):  # SMT siblings included
+        use_threads(threads, numba_pool=True)
+        model.train_step(x[:1024], y[:1024])
+        times = []
+        for i in range(3):
+            batch = slice(i * 1024, (i + 1) * 1024)
+            begin = time.perf_counter()
+            model.train_step(x[batch], y[batch])
+            times.append(time.perf_counter() - begin)
         scaling[threads] = statistics.median(times)
         threads *= 2
-    numba.set_num_threads(min(core_count(), numba.config.NUMBA_NUM_THREADS))
+    use_threads(numba_pool=True)  # back to the default: one per physical core
     return {
         "device": "CPU",
         "cnn_epoch_seconds": epoch,

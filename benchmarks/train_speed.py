@@ -1,14 +1,18 @@
-"""Training speed, side by side in one run: numnet-numpy, numnet-numba, and Keras 3 on TensorFlow,
-JAX and PyTorch where installed, on the CPU (and the GPU where there is one).
+"""Training speed, side by side in one run: numnet-numpy, numnet-numba, and Keras 3 on TensorFlow
+(oneDNN on and off), JAX and PyTorch where installed, on the CPU (and the GPU where there is one).
 
-    python benchmarks/train_speed.py [--quick]
+    python benchmarks/train_speed.py [--models cnn,mlp] [--rounds 3] [--threads 1,2] [--contended]
 
-Each contender runs in its own process on the seed specs at the seed's batch sizes (CNN 1024,
-MLP 100). After a warm-up, `fit` runs on a fixed number of real MNIST samples several times; the
-median is scaled to a 60,000-sample epoch. TensorFlow on the CPU runs with oneDNN on and off and
-the better one is its figure. Reports seconds per epoch, samples/s, peak memory (max RSS of the
-process, data included), achieved GFLOP/s (see common.py) against the measured matmul peak, and
-the time from process start to the end of the first training step (compilation or cache load).
+Each measurement is a fresh process on the seed specs at the seed's batch sizes (CNN 1024, MLP
+100): a warm-up fit of two batches (compiling, or loading the cache), then full shuffled
+60,000-sample epochs (numnet-numpy, the readable reference, trains a tenth of the CNN epoch and is
+scaled). Rounds alternate the contenders, each round in a rotated order, so a noisy neighbour
+hits all of them alike; a ratio is taken within each round and reported as the median and range
+over rounds. `--threads` adds numnet-numba rows at those thread counts (NUMNET_NUM_THREADS).
+`--contended` runs every measurement twice, alone and beside one busy-looping process, and
+reports each contender's slowdown. Also reports peak memory (max RSS of the process, data
+included), achieved GFLOP/s (see common.py) against the measured matmul peak, and the time from
+process start to the end of the first training step.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import json
 import os
 import resource
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -27,10 +32,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 EPOCH = 60000
 BATCH = {"cnn": 1024, "mlp": 100}
+EPOCHS_PER_RUN = {"cnn": 1, "mlp": 3}  # the MLP's epoch is short: three per process, median
 KERAS_FRAMEWORKS = ("tensorflow", "jax", "torch")
+BUSY_LOOP = "while True: pass"
 
 
-def child(framework: str, model_name: str, samples: int, repeats: int) -> dict:
+def child(framework: str, model_name: str, samples: int, epochs: int) -> dict:
     import numpy as np
 
     import numnet
@@ -38,35 +45,32 @@ def child(framework: str, model_name: str, samples: int, repeats: int) -> dict:
 
     (x_train, y_train), _ = numnet.data.load_mnist()
     x, y = numnet.data.to_model_input(x_train[:samples]), y_train[:samples].astype(np.int64)
-    spec = specs.resolve(model_name)
     batch = BATCH[model_name]
-    if framework in KERAS_FRAMEWORKS:
-        model = numnet.build(spec, backend=framework, seed=0)
-        device = model.device or "CPU"
-    else:
-        model = numnet.build(spec, backend=framework, seed=0)
-        device = "CPU"
+    model = numnet.build(specs.resolve(model_name), backend=framework, seed=0)
     model.fit(x[: 2 * batch], y[: 2 * batch], epochs=1, batch_size=batch, verbose=0)  # warm-up, compile
     first_step = time.perf_counter() - START
     seconds = []
-    for _ in range(repeats):
+    for _ in range(epochs):
         start = time.perf_counter()
         model.fit(x, y, epochs=1, batch_size=batch, verbose=0)
         seconds.append(time.perf_counter() - start)
     return {
-        "seconds": seconds,
-        "device": device,
+        "epoch_seconds": statistics.median(seconds) * EPOCH / samples,
+        "device": getattr(model, "device", None) or "CPU",
         "first_step_seconds": first_step,
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }
 
 
-def contenders(gpu: bool) -> list[tuple[str, str, dict]]:
+def contenders(gpu: bool, thread_counts: list[int]) -> list[tuple[str, str, dict]]:
     """(label, framework, environment) for each contender; Keras backends only where installed."""
     import importlib.util
 
     cpu_only = {"CUDA_VISIBLE_DEVICES": "", "JAX_PLATFORMS": "cpu"}
     rows = [("numnet-numpy", "numpy", {}), ("numnet-numba", "numba", {})]
+    rows += [
+        (f"numnet-numba {n} thread{'s' * (n > 1)}", "numba", {"NUMNET_NUM_THREADS": str(n)}) for n in thread_counts
+    ]
     installed = {f for f in KERAS_FRAMEWORKS if importlib.util.find_spec(f) and importlib.util.find_spec("keras")}
     if "tensorflow" in installed:
         rows += [
@@ -79,81 +83,143 @@ def contenders(gpu: bool) -> list[tuple[str, str, dict]]:
     return rows
 
 
+def measure(model_name: str, framework: str, env: dict, contended: bool) -> dict:
+    from common import run_child
+
+    samples = EPOCH // 10 if (framework, model_name) == ("numpy", "cnn") else EPOCH
+    args = [__file__, "--child", framework, model_name, str(samples), str(EPOCHS_PER_RUN[model_name])]
+    busy = subprocess.Popen([sys.executable, "-c", BUSY_LOOP]) if contended else None
+    try:
+        return run_child(args, env)
+    finally:
+        if busy:
+            busy.kill()
+            busy.wait()
+
+
+def same_run(runs: list[dict], run: dict, **changes) -> dict | None:
+    """The measurement in `run`'s round that differs from it only in `changes`, if it succeeded."""
+    want = {key: run[key] for key in ("model", "contender", "round", "contended")} | changes
+    return next((r for r in runs if all(r[k] == v for k, v in want.items()) and "epoch_seconds" in r), None)
+
+
+def summarise(runs: list[dict]) -> dict:
+    """Median and range over rounds of each contender's epoch, and of its ratio to numnet-numba's
+    epoch in the same round (contended runs against contended numba)."""
+    rows: dict[tuple, dict] = {}
+    for run in runs:
+        if "epoch_seconds" not in run:
+            continue
+        row = rows.setdefault((run["model"], run["contender"], run["contended"]), {"epochs": [], "ratios": []})
+        row["epochs"].append(run["epoch_seconds"])
+        row["peak_rss_mib"] = max(row.get("peak_rss_mib", 0), run["peak_rss_mib"])
+        row["first_step_seconds"] = run["first_step_seconds"]
+        numba = same_run(runs, run, contender="numnet-numba")
+        if numba:
+            row["ratios"].append(run["epoch_seconds"] / numba["epoch_seconds"])
+    return rows
+
+
+def spread(values: list[float], digits: int = 2) -> str:
+    if not values:
+        return ""
+    middle = f"{statistics.median(values):.{digits}f}"
+    return middle if len(values) == 1 else f"{middle} ({min(values):.{digits}f}–{max(values):.{digits}f})"
+
+
+def table(runs: list[dict], info: dict, peak: float, flops: dict, rounds: int) -> str:
+    rows = summarise(runs)
+    lines = [
+        f"Machine: {info['cpu']}, {info['cores']} cores, {info['memory_gib']} GiB"
+        + (f", GPU {info['gpu']}" if info["gpu"] else ", no GPU")
+        + f"; float32 matmul peak {peak:.0f} GFLOP/s; {rounds} alternating rounds.",
+        "",
+        "s/epoch and ratios: median (min–max) over rounds. Ratio: the contender's epoch over numnet-numba's"
+        " in the same round (above 1: numnet-numba is faster).",
+        "",
+        "| model | contender | s/epoch | × numnet-numba | GFLOP/s | % of peak | peak RSS MiB | start to 1st step s |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for (model, contender, contended), row in rows.items():
+        if contended:
+            continue
+        gflops = flops[model] * EPOCH / statistics.median(row["epochs"]) / 1e9
+        lines.append(
+            f"| {model} | {contender} | {spread(row['epochs'])} | {spread(row['ratios'])} | {gflops:.1f}"
+            f" | {100 * gflops / peak:.0f} | {row['peak_rss_mib']:,.0f} | {row['first_step_seconds']:.1f} |"
+        )
+    failed = sorted({(r["model"], r["contender"], r["error"][:80]) for r in runs if "error" in r})
+    lines += [f"\n{model} {contender}: failed ({error})" for model, contender, error in failed]
+    if any(contended for (_, _, contended) in rows):
+        lines += [
+            "",
+            "Beside one busy-looping process (`--contended`): slowdown = contended epoch / quiet epoch, same round.",
+            "",
+            "| model | contender | quiet s/epoch | contended s/epoch | slowdown |",
+            "|---|---|---:|---:|---:|",
+        ]
+        for (model, contender, contended), row in rows.items():
+            quiet = rows.get((model, contender, False))
+            if not contended or not quiet:
+                continue
+            slowdowns = [
+                busy["epoch_seconds"] / alone["epoch_seconds"]
+                for busy in runs
+                if (busy["model"], busy["contender"], busy["contended"]) == (model, contender, True)
+                and "epoch_seconds" in busy
+                and (alone := same_run(runs, busy, contended=False))
+            ]
+            lines.append(
+                f"| {model} | {contender} | {spread(quiet['epochs'])} | {spread(row['epochs'])} | {spread(slowdowns)} |"
+            )
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--child", nargs=4, metavar=("FRAMEWORK", "MODEL", "SAMPLES", "REPEATS"))
-    parser.add_argument("--quick", action="store_true", help="fewer samples and repeats")
+    parser.add_argument("--child", nargs=4, metavar=("FRAMEWORK", "MODEL", "SAMPLES", "EPOCHS"))
     parser.add_argument("--models", default="cnn,mlp")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--threads", default="", help="comma-separated numnet-numba thread counts to add")
+    parser.add_argument("--contended", action="store_true", help="also measure beside a busy-looping process")
     parser.add_argument("--skip", default="", help="comma-separated contender labels to leave out")
     args = parser.parse_args()
     if args.child:
-        framework, model_name, samples, repeats = args.child
-        print(json.dumps(child(framework, model_name, int(samples), int(repeats))))
+        framework, model_name, samples, epochs = args.child
+        print(json.dumps(child(framework, model_name, int(samples), int(epochs))))
         return
 
-    from common import machine, matmul_peak_gflops, run_child, save, training_flops_per_sample
+    from common import machine, matmul_peak_gflops, save, training_flops_per_sample
 
     import numnet
 
     info = machine()
     peak = matmul_peak_gflops()
-    print(f"machine: {info}\nfloat32 matmul peak: {peak:.0f} GFLOP/s")
+    print(f"machine: {info}\nfloat32 matmul peak: {peak:.0f} GFLOP/s", flush=True)
     numnet.data.load_mnist()  # fetch once, before any timing
-    results = []
-    for model_name in args.models.split(","):
-        spec = numnet.specs.resolve(model_name)
-        flops = training_flops_per_sample(spec)
-        for label, framework, env in contenders(gpu=bool(info["gpu"])):
-            if label in args.skip.split(","):
-                continue
-            if model_name == "cnn":
-                batches = {"numpy": 3, "numba": 10}.get(framework, 10)
-                samples, repeats = BATCH["cnn"] * (batches // 2 if args.quick else batches), 3
-            else:
-                samples, repeats = (12000 if args.quick else EPOCH), 3
-            print(f"-- {model_name} {label}: {samples} samples x {repeats}", flush=True)
-            measured = run_child([__file__, "--child", framework, model_name, str(samples), str(repeats)], env)
-            row = {"model": model_name, "contender": label, "samples": samples, **measured}
-            if "seconds" in measured:
-                epoch = statistics.median(measured["seconds"]) * EPOCH / samples
-                row.update(
-                    epoch_seconds=epoch,
-                    samples_per_second=EPOCH / epoch,
-                    gflops=flops * EPOCH / epoch / 1e9,
-                    percent_of_peak=100 * flops * EPOCH / epoch / 1e9 / peak,
-                )
-                print(f"   {epoch:.2f} s/epoch, {row['gflops']:.0f} GFLOP/s", flush=True)
-            else:
-                print(f"   failed: {measured['error']}", flush=True)
-            results.append(row)
-    save("train_speed", {"machine": info, "matmul_peak_gflops": peak, "results": results}, table(results, info, peak))
-
-
-def table(results: list[dict], info: dict, peak: float) -> str:
-    lines = [
-        f"Machine: {info['cpu']}, {info['cores']} cores, {info['memory_gib']} GiB"
-        + (f", GPU {info['gpu']}" if info["gpu"] else ", no GPU")
-        + f"; float32 matmul peak {peak:.0f} GFLOP/s.",
-        "",
-        "| model | contender | s/epoch | samples/s | GFLOP/s | % of peak | peak RSS MiB | start to 1st step s |",
-        "|---|---|---:|---:|---:|---:|---:|---:|",
-    ]
-    for row in results:
-        if "epoch_seconds" not in row:
-            lines.append(f"| {row['model']} | {row['contender']} | failed | | | | | |")
-            continue
-        lines.append(
-            f"| {row['model']} | {row['contender']} | {row['epoch_seconds']:.2f} | {row['samples_per_second']:,.0f}"
-            f" | {row['gflops']:.1f} | {row['percent_of_peak']:.0f} | {row['peak_rss_mib']:,.0f}"
-            f" | {row['first_step_seconds']:.1f} |"
-        )
-    for model in sorted({r["model"] for r in results}):
-        rows = {r["contender"]: r for r in results if r["model"] == model and "epoch_seconds" in r}
-        tf = [r["epoch_seconds"] for k, r in rows.items() if k.startswith("tensorflow-cpu")]
-        if "numnet-numba" in rows and tf:
-            ratio = min(tf) / rows["numnet-numba"]["epoch_seconds"]
-            lines.append(f"\n{model}: numnet-numba is {ratio:.2f}x faster per epoch than TensorFlow's best CPU run.")
-    return "\n".join(lines) + "\n"
+    models = args.models.split(",")
+    flops = {name: training_flops_per_sample(numnet.specs.resolve(name)) for name in models}
+    threads = [int(n) for n in args.threads.split(",") if n]
+    rows = [row for row in contenders(bool(info["gpu"]), threads) if row[0] not in args.skip.split(",")]
+    runs = []
+    for round_ in range(args.rounds):
+        for model_name in models:
+            shift = round_ % len(rows)
+            for label, framework, env in rows[shift:] + rows[:shift]:
+                for contended in (False, True) if args.contended else (False,):
+                    measured = measure(model_name, framework, env, contended)
+                    runs.append(
+                        {"model": model_name, "contender": label, "round": round_, "contended": contended, **measured}
+                    )
+                    what = (
+                        f"{measured['epoch_seconds']:.2f} s/epoch" if "epoch_seconds" in measured else measured["error"]
+                    )
+                    print(f"round {round_ + 1} {model_name} {label}{' (contended)' * contended}: {what}", flush=True)
+    save(
+        "train_speed",
+        {"machine": info, "matmul_peak_gflops": peak, "command": " ".join(sys.argv), "runs": runs},
+        f"`python {' '.join(sys.argv)}`\n\n" + table(runs, info, peak, flops, args.rounds),
+    )
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ import types
 import numpy as np
 from numba import njit, prange
 
-from numnet.backends import numpy_kernels, winograd
+from numnet.backends import numpy_kernels
 from numnet.backends.interface import FILL_MODES
 from numnet.machine import core_count
 from numnet.threads import use_threads
@@ -232,22 +232,10 @@ def _conv_single_channel_grads(x, dy, kh, kw, chunks):
     return partial.sum(axis=0)
 
 
-WINOGRAD_MIN_CHANNELS = 16  # below, the 16 products over channels are too thin for BLAS
-WINOGRAD = "winograd"  # the forward's cache on that path: the backward transforms x again
-
-
-def _winograd(kernel_shape) -> bool:
-    kh, kw, cin, cout = kernel_shape
-    return kh == kw == 3 and min(cin, cout) >= WINOGRAD_MIN_CHANNELS
-
-
 def conv2d_forward(x, kernel, bias, padding):
-    """Returns y and what the backward pass needs: the im2col matrix, None for the direct path,
-    or WINOGRAD."""
+    """Returns y and what the backward pass needs: the im2col matrix, or None for the direct path."""
     kh, kw, cin, cout = kernel.shape
     top, left, ho, wo = _geometry(x.shape, kernel.shape, padding)
-    if _winograd(kernel.shape):
-        return winograd.forward(np.ascontiguousarray(x), kernel, bias, top, left, (ho, wo)), WINOGRAD
     if padding == "same":
         x = numpy_kernels.pad_input(x, kh, kw, padding)
     x = np.ascontiguousarray(x)
@@ -265,10 +253,7 @@ def conv2d_backward(x, kernel, dy, padding, cache, need_dx=True):
     n, h, w, _ = x.shape
     top, left, ho, wo = _geometry(x.shape, kernel.shape, padding)
     dy2 = dy.reshape(-1, cout)
-    if isinstance(cache, str):  # WINOGRAD
-        dkernel = winograd.kernel_gradient(np.ascontiguousarray(x), np.ascontiguousarray(dy), top, left)
-        dbias = _column_sums(dy2, _chunks(dy2.shape[0])).astype(dy.dtype)
-    elif cache is None:  # the direct single-channel path
+    if cache is None:  # the direct single-channel path
         xp = np.ascontiguousarray(numpy_kernels.pad_input(x, kh, kw, padding))
         grads = _conv_single_channel_grads(xp, np.ascontiguousarray(dy), kh, kw, _chunks(n))
         dkernel = grads[:-1].reshape(kernel.shape).astype(dy.dtype)

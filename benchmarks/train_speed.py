@@ -216,7 +216,7 @@ def main() -> None:
                     )
                     print(f"round {round_ + 1} {model_name} {label}{' (contended)' * contended}: {what}", flush=True)
     save(
-        "train_speed",
+        "train_speed_contended" if args.contended else "train_speed",
         {"machine": info, "matmul_peak_gflops": peak, "command": " ".join(sys.argv), "runs": runs},
         f"`python {' '.join(sys.argv)}`\n\n" + table(runs, info, peak, flops, args.rounds),
     )

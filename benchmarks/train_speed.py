@@ -10,9 +10,9 @@ scaled). Rounds alternate the contenders, each round in a rotated order, so a no
 hits all of them alike; a ratio is taken within each round and reported as the median and range
 over rounds. `--threads` adds numnet-numba rows at those thread counts (NUMNET_NUM_THREADS).
 `--contended` runs every measurement twice, alone and beside one busy-looping process, and
-reports each contender's slowdown. Also reports peak memory (max RSS of the process, data
-included), achieved GFLOP/s (see common.py) against the measured matmul peak, and the time from
-process start to the end of the first training step.
+reports each contender's slowdown (written to results/train_speed_contended.*). Also reports peak
+memory (max RSS of the process, data included), achieved GFLOP/s (see common.py) against the
+measured matmul peak, and the time from process start to the end of the first training step.
 """
 
 from __future__ import annotations

@@ -165,6 +165,14 @@ def test_bad_cli_values_are_refused_before_any_file_is_touched(home_with_a_train
     assert (home / "models" / "mlp.npz").read_bytes() == saved
 
 
+def test_a_bad_thread_count_is_refused_before_any_file_is_touched(home_with_a_trained_model, monkeypatch):
+    home, saved = home_with_a_trained_model
+    monkeypatch.setenv("NUMNET_NUM_THREADS", "two")
+    result = train_cli("--model", "mlp", "--backend", "numba", "--epochs", "1", home=home)
+    assert result.returncode == 2 and "NUMNET_NUM_THREADS='two' is not a positive whole number" in result.stderr
+    assert "Traceback" not in result.stderr and (home / "models" / "mlp.npz").read_bytes() == saved
+
+
 @pytest.mark.parametrize("name", ["../escaped", "/tmp/escaped", ".hidden", "a b"])
 def test_a_spec_name_cannot_escape_the_output_folder(home_with_a_trained_model, tmp_path, name):
     home, _ = home_with_a_trained_model

@@ -54,7 +54,7 @@ REPORT = textwrap.dedent("""
     digests = []
     for name in ("mlp", "cnn"):
         model = numnet.build(getattr(numnet.specs, name)(), backend="numba", seed=0)
-        model.fit(x[:2048], y[:2048], epochs=1, batch_size=512, verbose=0)
+        model.fit(x[:1024], y[:1024], epochs=1, batch_size=256, verbose=0)
         weights = b"".join(np.ascontiguousarray(w).tobytes() for w in model.get_weights())
         digests.append(hashlib.sha256(weights).hexdigest())
     # NumPy's BLAS (numnet's products); Numba loads SciPy's too, for code numnet does not use

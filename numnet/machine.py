@@ -17,8 +17,15 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+def usable_cpus() -> list[int]:
+    """The logical CPUs this process may run on (its affinity mask), SMT siblings included."""
+    if hasattr(os, "sched_getaffinity"):
+        return sorted(os.sched_getaffinity(0))
+    return list(range(os.cpu_count() or 1))
+
+
 def core_count() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return len(usable_cpus())
 
 
 def describe_device(model) -> str:

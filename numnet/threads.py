@@ -21,6 +21,7 @@ import sys
 from pathlib import Path
 
 from numnet.errors import NumnetError
+from numnet.machine import usable_cpus
 
 BLAS_SPIN = "OPENBLAS_THREAD_TIMEOUT"
 _BLAS_LOADED_FIRST = "numpy" in sys.modules and BLAS_SPIN not in os.environ
@@ -32,12 +33,6 @@ ENVIRONMENT_VARIABLE = "NUMNET_NUM_THREADS"
 
 class ThreadSettingError(NumnetError, ValueError):
     """NUMNET_NUM_THREADS is not a positive whole number."""
-
-
-def usable_cpus() -> list[int]:
-    if hasattr(os, "sched_getaffinity"):
-        return sorted(os.sched_getaffinity(0))
-    return list(range(os.cpu_count() or 1))
 
 
 def _read(path: Path) -> str | None:

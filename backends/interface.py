@@ -100,6 +100,23 @@ class Kernels(Protocol):
     def affine_warp_backward(self, dy: Array, transforms: Any, fill_mode: str, interpolation: str) -> Array:
         """The gradient of `affine_warp` with respect to its input images."""
 
+    def stroke_width(self, x: Array, amounts: Any) -> tuple[Array, Array]:
+        """Each NHWC image's strokes made thicker or thinner: x + |a| * (m(x) - x) with `a` its entry of
+        the (N,) NumPy float64 `amounts` in [-1, 1] and m the grey-scale dilation (a >= 0) or erosion
+        (a < 0) over the 3x3 square, pixels outside the image left out. Returns (y, taps): taps (int8)
+        says which of the 9 neighbours (row-major, the first on ties) each output's extreme came from."""
+
+    def stroke_width_backward(self, dy: Array, amounts: Any, taps: Array) -> Array:
+        """The gradient of `stroke_width` with respect to its input images."""
+
+    def contrast(self, x: Array, factors: Any, low: float, high: float) -> tuple[Array, Array]:
+        """Keras' RandomContrast on NHWC images: (x - mean) * f + mean, the mean per image and channel,
+        `f` the image's entry of the (N,) NumPy float64 `factors`, clipped to [low, high]. Returns (y,
+        inside): where the unclipped value lay within [low, high]."""
+
+    def contrast_backward(self, dy: Array, factors: Any, inside: Array) -> Array:
+        """The gradient of `contrast` with respect to its input images."""
+
     # -- optimizers (in place) ----------------------------------------------------------------
     def adam_update(
         self, param: Array, grad: Array, m: Array, v: Array, alpha: float, beta_1: float, beta_2: float, epsilon: float

@@ -62,6 +62,8 @@ MEMORY_REUSE = keep_freed_memory_for_reuse()
 # Small or rarely-called pieces gain nothing from compilation: share the reference versions.
 from numnet.backends.numpy_kernels import (  # noqa: E402, F401  (part of this module's interface)
     asarray,
+    contrast,
+    contrast_backward,
     count_correct,
     inverse_std,
     moving_average,
@@ -531,27 +533,27 @@ def dropout_backward(dy, keep, rate):
 
 # -- optimizer --------------------------------------------------------------------------------------
 @jit
-def _adam(param, grad, m, v, alpha, beta_1, beta_2, epsilon):
+def _adam(param, grad, m, v, alpha, one_minus_b1, one_minus_b2, epsilon):
     # One reshape per line: Numba's parallel mode copies reshapes unpacked from a tuple.
     p = param.reshape(-1)
     g = grad.reshape(-1)
     fm = m.reshape(-1)
     fv = v.reshape(-1)
-    one_minus_b1 = 1 - beta_1
-    one_minus_b2 = 1 - beta_2
     for i in prange(p.size):
         gi = g[i]
         mi = fm[i] + (gi - fm[i]) * one_minus_b1
         vi = fv[i] + (gi * gi - fv[i]) * one_minus_b2
         fm[i] = mi
         fv[i] = vi
-        p[i] -= alpha * mi / (math.sqrt(vi) + epsilon)
+        p[i] -= alpha * mi / (np.sqrt(vi) + epsilon)
 
 
 def adam_update(param, grad, m, v, alpha, beta_1, beta_2, epsilon):
-    """In place, one pass over each parameter (m, v and the weight updated together)."""
+    """In place, one pass over each parameter (m, v and the weight updated together). Every
+    operand has the weights' type, as in Keras: a Python `1 - beta_1` inside the kernel would be
+    float64 and make the whole update float64 and scalar (2.6x slower, measured)."""
     dt = param.dtype.type
-    _adam(param, np.ascontiguousarray(grad), m, v, dt(alpha), dt(beta_1), dt(beta_2), dt(epsilon))
+    _adam(param, np.ascontiguousarray(grad), m, v, dt(alpha), dt(1 - beta_1), dt(1 - beta_2), dt(epsilon))
 
 
 # -- geometric warps (the augmentation layers) -----------------------------------------------------
@@ -628,4 +630,48 @@ def affine_warp_backward(dy, transforms, fill_mode, interpolation):
     dx = np.zeros(dy.shape, np.float64)
     _warp_backward(np.ascontiguousarray(dy), np.ascontiguousarray(transforms, np.float64), FILL_CODES[fill_mode],
                    interpolation == "nearest", dx)  # fmt: skip
+    return dx.astype(dy.dtype)
+
+
+# -- stroke width (the RandomStrokeWidth layer) ----------------------------------------------------
+@jit
+def _stroke_width(x, amounts, out, taps):
+    n, h, w, c = x.shape
+    for b in prange(n):
+        a = amounts[b]
+        sign = -1.0 if a < 0 else 1.0
+        for i in range(h):
+            for j in range(w):
+                for k in range(c):
+                    best, where = -np.inf, 4
+                    for tap in range(9):  # row-major; a strict > keeps the first of equal values
+                        r, col = i + tap // 3 - 1, j + tap % 3 - 1
+                        if 0 <= r < h and 0 <= col < w and sign * x[b, r, col, k] > best:
+                            best, where = sign * x[b, r, col, k], tap
+                    out[b, i, j, k] = x[b, i, j, k] + abs(a) * (sign * best - x[b, i, j, k])
+                    taps[b, i, j, k] = where
+
+
+@jit
+def _stroke_width_backward(dy, amounts, taps, dx):
+    n, h, w, c = dy.shape
+    for b in prange(n):  # each image scatters into its own gradient only
+        a = abs(amounts[b])
+        for i in range(h):
+            for j in range(w):
+                for k in range(c):
+                    tap = taps[b, i, j, k]
+                    dx[b, i, j, k] += (1.0 - a) * dy[b, i, j, k]
+                    dx[b, i + tap // 3 - 1, j + tap % 3 - 1, k] += a * dy[b, i, j, k]
+
+
+def stroke_width(x, amounts):
+    out, taps = np.empty_like(x), np.empty(x.shape, np.int8)
+    _stroke_width(np.ascontiguousarray(x), np.ascontiguousarray(amounts, np.float64), out, taps)
+    return out, taps
+
+
+def stroke_width_backward(dy, amounts, taps):
+    dx = np.zeros(dy.shape, np.float64)
+    _stroke_width_backward(np.ascontiguousarray(dy), np.ascontiguousarray(amounts, np.float64), taps, dx)
     return dx.astype(dy.dtype)

@@ -308,3 +308,43 @@ def affine_warp_backward(dy: np.ndarray, transforms: np.ndarray, fill_mode: str,
         inside = (r >= 0) & (c >= 0)
         np.add.at(dx, (batch[inside], r[inside], c[inside]), (weight[..., None] * dy)[inside])
     return dx.astype(dy.dtype)
+
+
+def stroke_width(x: np.ndarray, amounts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Dilation is the max over the 9 shifted copies of a -inf-padded image; erosion is -dilation(-x)."""
+    n, h, w, _ = x.shape
+    amount = np.asarray(amounts, np.float64).reshape(n, 1, 1, 1)
+    sign = np.where(amount < 0, -1.0, 1.0)
+    padded = np.pad(sign * x, ((0, 0), (1, 1), (1, 1), (0, 0)), constant_values=-np.inf)
+    shifted = np.stack([padded[:, di : di + h, dj : dj + w] for di in range(3) for dj in range(3)])
+    taps = shifted.argmax(axis=0)
+    extreme = sign * np.take_along_axis(shifted, taps[None], axis=0)[0]
+    return (x + np.abs(amount) * (extreme - x)).astype(x.dtype), taps.astype(np.int8)
+
+
+def stroke_width_backward(dy: np.ndarray, amounts: np.ndarray, taps: np.ndarray) -> np.ndarray:
+    """Each output's gradient goes to the input itself (1 - |a|) and to its extreme's neighbour (|a|)."""
+    n, h, w, _ = dy.shape
+    amount = np.abs(np.asarray(amounts, np.float64)).reshape(n, 1, 1, 1)
+    dx = np.zeros((n, h + 2, w + 2, dy.shape[3]), np.float64)
+    dx[:, 1 : h + 1, 1 : w + 1] = (1 - amount) * dy
+    for tap in range(9):
+        di, dj = divmod(tap, 3)
+        dx[:, di : di + h, dj : dj + w] += np.where(taps == tap, amount * dy, 0.0)
+    return dx[:, 1 : h + 1, 1 : w + 1].astype(dy.dtype)
+
+
+def contrast(x: np.ndarray, factors: np.ndarray, low: float, high: float) -> tuple[np.ndarray, np.ndarray]:
+    """Keras' RandomContrast: (x - mean) * factor + mean per image and channel, clipped to [low, high]."""
+    factor = np.asarray(factors, np.float64).reshape(-1, 1, 1, 1)
+    mean = x.mean(axis=(1, 2), keepdims=True, dtype=np.float64)
+    spread = (x - mean) * factor + mean
+    inside = (spread >= low) & (spread <= high)  # where the clip passes the gradient, as TensorFlow's does
+    return np.clip(spread, low, high).astype(x.dtype), inside
+
+
+def contrast_backward(dy: np.ndarray, factors: np.ndarray, inside: np.ndarray) -> np.ndarray:
+    """Each pixel moves by the factor itself and, through the mean, by (1 - factor) / pixels."""
+    factor = np.asarray(factors, np.float64).reshape(-1, 1, 1, 1)
+    passed = np.where(inside, dy, 0.0)
+    return (factor * passed + (1 - factor) * passed.mean(axis=(1, 2), keepdims=True)).astype(dy.dtype)

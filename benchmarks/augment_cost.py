@@ -1,5 +1,5 @@
 """What augmentation costs a training step: the seed CNN's step (batch 1024) against the same batch
-through RandomRotation, RandomTranslation and RandomZoom, on the numba engine.
+through the best recipe's augmentation layers (`numnet.specs.augmentation()`), on the numba engine.
 
     python benchmarks/augment_cost.py [--rounds 10]
 
@@ -23,11 +23,7 @@ from common import machine, save  # noqa: E402
 
 import numnet  # noqa: E402
 
-AUGMENTATION = [
-    {"type": "RandomRotation", "factor": 0.03, "fill_mode": "constant"},
-    {"type": "RandomTranslation", "height_factor": 0.1, "width_factor": 0.1, "fill_mode": "constant"},
-    {"type": "RandomZoom", "height_factor": 0.1, "fill_mode": "constant"},
-]
+AUGMENTATION = numnet.specs.augmentation()
 BATCH = 1024
 
 
@@ -39,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     x, y = numnet.data.to_model_input(x_train[: BATCH * 4]), y_train[: BATCH * 4]
     spec = numnet.specs.cnn()
     model = numnet.build({**spec, "layers": [*AUGMENTATION, *spec["layers"]]}, backend="numba")
-    augment, network = model.layers[:3], numnet.build(spec, backend="numba")
+    augment, network = model.layers[: len(AUGMENTATION)], numnet.build(spec, backend="numba")
 
     def augment_batch(batch):
         for layer in augment:
@@ -67,13 +63,14 @@ def main(argv: list[str] | None = None) -> int:
         "ratio_median": statistics.median(ratios),
         "ratio_range": [min(ratios), max(ratios)],
     }
+    layers = " + ".join(layer["type"] for layer in AUGMENTATION)
     markdown = (
         f"# Augmentation cost ({result['machine']['cpu']}, {result['machine']['cores']} cores)\n\n"
         f"`python benchmarks/augment_cost.py --rounds {args.rounds}`\n\n"
         f"| per batch of {BATCH} | median | range |\n|---|---:|---:|\n"
         f"| seed-CNN training step | {statistics.median(step_seconds):.3f} s | "
         f"{min(step_seconds):.3f}-{max(step_seconds):.3f} s |\n"
-        f"| rotation + translation + zoom | {statistics.median(augment_seconds) * 1000:.1f} ms | "
+        f"| {layers} | {statistics.median(augment_seconds) * 1000:.1f} ms | "
         f"{min(augment_seconds) * 1000:.1f}-{max(augment_seconds) * 1000:.1f} ms |\n"
         f"| augmentation / step | **{result['ratio_median']:.1%}** | "
         f"{result['ratio_range'][0]:.1%}-{result['ratio_range'][1]:.1%} |\n"

@@ -1,5 +1,6 @@
 """Augmentation layers with Keras 3's names, arguments and semantics: `RandomTranslation`,
-`RandomRotation`, `RandomZoom`.
+`RandomRotation`, `RandomZoom`; and `RandomStrokeWidth`, which Keras lacks (numnet.keras_layers
+gives Keras the same layer).
 
 In training each image gets its own random affine transform, drawn from the model's seeded
 generator (so a seed repeats its batches), and is warped by the kernels' `affine_warp` exactly as
@@ -149,4 +150,95 @@ class RandomZoom(RandomAffine):
         return zoom_transforms(zx, zy, height, width)
 
 
-AUGMENTATION_LAYERS = (RandomTranslation, RandomRotation, RandomZoom)
+class RandomStrokeWidth(Layer):
+    """Pens differ: a mouse draws thicker strokes than MNIST's, a stylus thinner ones. Each image's
+    strokes grow (a > 0) or shrink (a < 0) by |a| of one pixel on every side, `a` drawn uniformly from
+    `factor` (read as Keras reads factors: f means [-f, f]; 1 is a full 3x3 dilation); the identity
+    in inference."""
+
+    type = "RandomStrokeWidth"
+    options = {"factor": None}
+    keras_package = "numnet"
+    random_stream = "augmentation"
+    training_only = True
+
+    def check_config(self) -> None:
+        self.range = factor_range(self.type, "factor", self.config["factor"], above_minus_one=False)
+
+    def compute_output_shape(self, input_shape):
+        if len(input_shape) != 3:
+            raise SpecError(f"{self.type} needs (height, width, channels) input, got shape {input_shape}")
+        return input_shape
+
+    def create_weights(self, input_shape, rng, dtype):
+        self.rng = rng
+
+    def forward(self, x, training):
+        self.amounts = None
+        if not training:
+            return x
+        self.amounts = self.rng.uniform(*self.range, size=x.shape[0])
+        y, self.taps = self.kernels.stroke_width(x, self.amounts)
+        return y
+
+    def backward(self, dy):
+        if self.amounts is None:
+            return dy
+        return self.kernels.stroke_width_backward(dy, self.amounts, self.taps)
+
+    def to_keras(self, seed=None):
+        return {**self.config, "seed": seed}
+
+
+class RandomContrast(Layer):
+    """Keras' RandomContrast: each image's channels spread about their mean by a factor drawn from
+    [1 - lower, 1 + upper] (a number f means [1, 1 + f]), clipped to `value_range`. A factor above
+    1 pushes a digit's grey edges to full ink, as a canvas pen draws them."""
+
+    type = "RandomContrast"
+    options = {"factor": None, "value_range": [0, 255]}
+    random_stream = "augmentation"
+    training_only = True
+
+    def check_config(self) -> None:
+        factor, value_range = self.config["factor"], self.config["value_range"]
+        numbers = factor if isinstance(factor, list | tuple) else [factor]
+        if len(numbers) not in (1, 2) or not all(isinstance(v, int | float) and not isinstance(v, bool) and 0 <= v <= 1
+                                                 for v in numbers):  # fmt: skip
+            raise SpecError(f"{self.type} factor must be a number or a pair of numbers in [0, 1], got {factor!r}")
+        lower, upper = (0.0, numbers[0]) if len(numbers) == 1 else sorted(numbers)
+        self.range = (1.0 - lower, 1.0 + upper)
+        pair = (
+            isinstance(value_range, list | tuple)
+            and len(value_range) == 2
+            and all(isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) for v in value_range)
+        )
+        if not pair or value_range[0] >= value_range[1]:
+            raise SpecError(f"{self.type} value_range must be [low, high] with low < high, got {value_range!r}")
+
+    def compute_output_shape(self, input_shape):
+        if len(input_shape) != 3:
+            raise SpecError(f"{self.type} needs (height, width, channels) input, got shape {input_shape}")
+        return input_shape
+
+    def create_weights(self, input_shape, rng, dtype):
+        self.rng = rng
+
+    def forward(self, x, training):
+        self.factors = None
+        if not training:
+            return x
+        self.factors = self.rng.uniform(*self.range, size=x.shape[0])
+        y, self.inside = self.kernels.contrast(x, self.factors, *self.config["value_range"])
+        return y
+
+    def backward(self, dy):
+        if self.factors is None:
+            return dy
+        return self.kernels.contrast_backward(dy, self.factors, self.inside)
+
+    def to_keras(self, seed=None):
+        return {**self.config, "seed": seed}
+
+
+AUGMENTATION_LAYERS = (RandomTranslation, RandomRotation, RandomZoom, RandomStrokeWidth, RandomContrast)

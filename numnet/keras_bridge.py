@@ -14,6 +14,7 @@ from typing import Any
 
 from numnet import schedules, specs
 from numnet.errors import BackendUnavailable
+from numnet.keras_layers import layer_class
 from numnet.layers import layers_from_spec
 
 KERAS_OPTIMIZERS = {"adam": "Adam", "sgd": "SGD"}
@@ -58,7 +59,7 @@ def keras_model(spec: specs.Spec, seed: int = 0, backend: str = "tensorflow") ->
     layers = layers_from_spec(spec)  # numnet's checks and messages, for every backend
     keras.utils.set_random_seed(seed)
     keras_layers = [
-        getattr(keras.layers, layer.keras_class)(**layer.to_keras(seed=seed + i)) for i, layer in enumerate(layers)
+        layer_class(keras, layer.keras_class)(**layer.to_keras(seed=seed + i)) for i, layer in enumerate(layers)
     ]
     model = keras.Sequential([keras.Input(tuple(spec["input_shape"])), *keras_layers], name=spec["name"])
     options = {key: value for key, value in spec["optimizer"].items() if key != "type"}

@@ -264,14 +264,21 @@ def _optimizer_config(spec: specs.Spec) -> dict[str, Any]:
 
 def _model_config(spec: specs.Spec, entries: list[dict[str, Any]], module: bool) -> dict[str, Any]:
     """The Sequential config Keras writes; `module` adds the Keras 3 .keras format's module keys."""
-    tag = {"module": "keras.layers", "registered_name": None} if module else {}
+
+    def tag(layer: Any = None) -> dict[str, Any]:
+        if not module:
+            return {}
+        custom = layer is not None and layer.keras_registered_name()
+        return {"module": "numnet.keras_layers" if custom else "keras.layers", "registered_name": custom or None}
+
     input_config = {"batch_shape": [None, *spec["input_shape"]], "dtype": "float32", "sparse": False,
                     "name": "input_layer"}  # fmt: skip
-    input_layer = {"class_name": "InputLayer", **tag, "config": input_config}
-    layers = [input_layer] + [
-        {"class_name": e["class_name"], **tag, "config": e["config"], "build_config": {"input_shape": e["input_shape"]}}
+    input_layer = {"class_name": "InputLayer", **tag(), "config": input_config}
+    layers = [input_layer] + [  # a legacy .h5 names a registered class by its registered name, as Keras does
+        {"class_name": e["class_name"] if module else e["layer"].keras_registered_name() or e["class_name"],
+         **tag(e["layer"]), "config": e["config"], "build_config": {"input_shape": e["input_shape"]}}
         for e in entries
-    ]
+    ]  # fmt: skip
     config = {"name": spec["name"], "trainable": True, "dtype": "float32", "layers": layers,
               "build_input_shape": [None, *spec["input_shape"]]}  # fmt: skip
     return {"class_name": "Sequential", **({"module": "keras", "registered_name": None} if module else {}),

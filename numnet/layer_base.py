@@ -32,6 +32,7 @@ class Layer:
     weight_names: tuple[str, ...] = ()  # parameters, then state, in Keras order
     random_stream: str | None = None  # which of the model's seeded generators it draws from in training
     training_only = False  # the identity in inference, without weights: inference exports may leave it out
+    keras_package: str | None = None  # Keras' own layer; else numnet.keras_layers registers one under this package
 
     def __init__(self, **config: Any) -> None:
         unknown = sorted(set(config) - set(self.options))
@@ -87,6 +88,11 @@ class Layer:
     def keras_class(self) -> str:
         """The Keras layer class this layer is (the same name for every numnet layer so far)."""
         return self.type
+
+    @classmethod
+    def keras_registered_name(cls) -> str | None:
+        """How Keras names a layer class it does not ship (None for its own)."""
+        return f"{cls.keras_package}>{cls.type}" if cls.keras_package else None
 
     def to_keras(self, seed: int | None = None) -> dict[str, Any]:
         """Arguments for the Keras layer class that computes exactly what this layer computes."""

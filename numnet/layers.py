@@ -369,7 +369,9 @@ LAYER_TYPES: dict[str, type[Layer]] = {
     cls.type: cls
     for cls in (Dense, Conv2D, BatchNormalization, MaxPooling2D, Dropout, Flatten, Activation, *AUGMENTATION_LAYERS)
 }
-KERAS_CLASSES: dict[str, type[Layer]] = {cls.type: cls for cls in LAYER_TYPES.values()}  # Keras name -> layer
+KERAS_CLASSES: dict[str, type[Layer]] = {  # Keras class or registered name -> layer
+    name: cls for cls in LAYER_TYPES.values() for name in (cls.type, cls.keras_registered_name()) if name
+}
 
 
 def layer_from_config(config: dict[str, Any]) -> Layer:

@@ -90,7 +90,11 @@ def test_each_layer_warps_as_its_keras_layer_on_the_same_draw(config, mnist_inpu
     assert np.abs(expected - images).max() > 0.5  # the draw really moved the digits
 
 
-def augmented_cnn(seed_layers=AUGMENTATION[:3]):
+STROKES = {"type": "RandomStrokeWidth", "factor": [-0.5, 1.0]}
+CONTRAST = {"type": "RandomContrast", "factor": [0.2, 1.0], "value_range": [0, 1]}
+
+
+def augmented_cnn(seed_layers=(*AUGMENTATION[:3], STROKES, CONTRAST)):
     spec = numnet.specs.cnn()
     return {**spec, "name": "augmented", "layers": [*seed_layers, *spec["layers"]]}
 
@@ -110,7 +114,84 @@ def test_inference_is_the_identity_and_a_seed_repeats_its_batches(backend, mnist
     )
 
 
+def test_stroke_width_is_grey_scale_dilation_or_erosion(rng):
+    """A full amount is SciPy's 3x3 grey-scale dilation (thicker) or erosion (thinner); a part of one
+    moves each pixel that share of the way."""
+    from scipy.ndimage import grey_dilation, grey_erosion
+
+    images = rng.random((4, 12, 10, 1)).astype(np.float32)
+    dilated = np.stack([grey_dilation(i[..., 0], size=3, mode="nearest") for i in images])[..., None]
+    eroded = np.stack([grey_erosion(i[..., 0], size=3, mode="nearest") for i in images])[..., None]
+    for kernels in (numpy_kernels, numba_kernels):
+        y, _ = kernels.stroke_width(images, np.array([1.0, -1.0, 0.25, -0.5]))
+        np.testing.assert_allclose(y[:2], np.concatenate([dilated[:1], eroded[1:2]]), atol=1e-7)
+        np.testing.assert_allclose(y[2], images[2] + 0.25 * (dilated[2] - images[2]), atol=1e-6)
+        np.testing.assert_allclose(y[3], images[3] + 0.5 * (eroded[3] - images[3]), atol=1e-6)
+
+
+def test_stroke_width_in_keras_computes_what_numnet_computes(mnist_inputs):
+    """Keras has no such layer: numnet.keras_layers gives it one, built from Keras ops."""
+    from numnet.keras_layers import register
+
+    (x_train, _), _ = mnist_inputs
+    images, amounts = x_train[:32], np.linspace(-1, 1, 32)
+    theirs = register(keras)["RandomStrokeWidth"](factor=[-0.5, 1.0], seed=3)
+    expected = keras.ops.convert_to_numpy(theirs.apply_amounts(images, amounts.reshape(32, 1, 1, 1).astype("float32")))
+    np.testing.assert_allclose(numba_kernels.stroke_width(images, amounts)[0], expected, atol=1e-6)
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(theirs(images, training=False)), images)
+    drawn = keras.ops.convert_to_numpy(theirs(images, training=True))
+    assert np.abs(drawn - images).max() > 0.5  # training changes the strokes
+
+
+def test_contrast_is_keras_random_contrast_forward_and_backward(rng):
+    """On the same factors, against the real Keras layer and TensorFlow's gradient (clipped values too)."""
+    import tensorflow as tf
+
+    images, factors = rng.random((4, 9, 8, 2)) * 1.2 - 0.1, np.array([1.0, 1.7, 0.5, 2.0])
+    weights = rng.standard_normal(images.shape)
+    theirs = keras.layers.RandomContrast(factor=[0.5, 1.0], value_range=[0, 1], dtype="float64")
+    x = tf.constant(images)
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        expected = theirs.transform_images(x, {"contrast_factor": tf.constant(factors.reshape(4, 1, 1, 1))})
+        loss = tf.reduce_sum(weights * expected)
+    gradient = tape.gradient(loss, x).numpy()
+    for kernels in (numpy_kernels, numba_kernels):
+        ours, inside = kernels.contrast(images, factors, 0, 1)
+        assert 0 < inside.mean() < 1
+        np.testing.assert_allclose(ours, expected.numpy(), atol=1e-12)
+        np.testing.assert_allclose(kernels.contrast_backward(weights, factors, inside), gradient, atol=1e-12)
+
+
+def test_contrast_draws_its_factors_as_keras_does():
+    """A number f means factors in [1, 1 + f]; a pair [a, b] means [1 - a, 1 + b] (Keras' reading)."""
+    for factor, expected in ((0.6, (1.0, 1.6)), ([0.2, 0.5], (0.8, 1.5)), ([0.5, 0.2], (0.8, 1.5))):
+        ours = layer_from_config({"type": "RandomContrast", "factor": factor, "value_range": [0, 1]})
+        theirs = keras.layers.RandomContrast(**ours.to_keras(seed=0))
+        assert ours.range == pytest.approx(expected) == (1 - theirs.factor[0], 1 + theirs.factor[1])
+        assert type(ours).from_keras(theirs.get_config())["value_range"] in ([0, 1], (0, 1))
+
+
+def test_stroke_width_gradient_is_keras_gradient(rng):
+    import tensorflow as tf
+
+    from numnet.keras_layers import register
+
+    images, amounts = rng.standard_normal((4, 9, 8, 2)), np.array([0.7, -0.4, 1.0, -1.0])
+    weights = rng.standard_normal(images.shape)
+    theirs = register(keras)["RandomStrokeWidth"](factor=1.0, dtype="float64")
+    x = tf.constant(images)
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        loss = tf.reduce_sum(weights * theirs.apply_amounts(x, tf.constant(amounts.reshape(4, 1, 1, 1))))
+    expected = tape.gradient(loss, x).numpy()
+    for kernels in (numpy_kernels, numba_kernels):
+        _, taps = kernels.stroke_width(images, amounts)
+        np.testing.assert_allclose(kernels.stroke_width_backward(weights, amounts, taps), expected, atol=1e-12)
+
+
 @pytest.mark.parametrize("config", AUGMENTATION + [
+    STROKES, CONTRAST,
     {"type": "RandomRotation", "factor": 0.2, "fill_mode": "reflect"},
     {"type": "RandomTranslation", "height_factor": 0.3, "width_factor": 0.3, "fill_mode": "wrap",
      "interpolation": "nearest"}], ids=lambda c: c["type"] + str(len(c)))  # fmt: skip
@@ -131,7 +212,7 @@ def test_backward_matches_finite_differences(config, backend, rng):
 @pytest.mark.parametrize("backend", ["numba", "tensorflow"])
 def test_a_network_with_augmentation_trains_on_each_backend(backend, mnist_inputs):
     (x_train, y_train), (x_test, y_test) = mnist_inputs
-    spec = augmented_cnn(MILD)
+    spec = augmented_cnn([*MILD, STROKES, CONTRAST])
     for layer in spec["layers"]:  # moving statistics that settle within this short run
         if layer["type"] == "BatchNormalization":
             layer["momentum"] = 0.9
@@ -167,6 +248,22 @@ def test_keras_reads_the_layers_numnet_writes_and_numnet_reads_keras(tmp_path, m
     assert again.spec["layers"][2]["height_factor"] == [-0.3, 0.2]
 
 
+@pytest.mark.parametrize("suffix", [".keras", ".h5"])
+def test_keras_reads_the_stroke_width_layer_numnet_writes(tmp_path, mnist_inputs, suffix):
+    """Keras reads numnet's own layer once numnet.keras_layers has registered it, in either format."""
+    from numnet.keras_layers import register
+
+    (_, _), (x_test, _) = mnist_inputs
+    model = numnet.build(augmented_cnn([{"type": "RandomStrokeWidth", "factor": 0.4}, CONTRAST, *MILD]), seed=1)
+    model.save(tmp_path / f"strokes{suffix}")
+    register(keras)
+    loaded = keras.models.load_model(tmp_path / f"strokes{suffix}")
+    assert type(loaded.layers[0]).__name__ == "RandomStrokeWidth" and loaded.layers[0].factor == 0.4
+    assert type(loaded.layers[1]).__name__ == "RandomContrast" and loaded.layers[1].factor == (0.2, 1.0)
+    np.testing.assert_allclose(loaded.predict(x_test[:50], verbose=0), model.predict(x_test[:50]), atol=1e-5)
+    assert numnet.load(tmp_path / f"strokes{suffix}").spec["layers"][0] == {"type": "RandomStrokeWidth", "factor": 0.4}
+
+
 def test_tfjs_export_leaves_the_augmentation_out(tmp_path):
     from numnet.tfjs import topology
 
@@ -185,7 +282,13 @@ def test_tfjs_export_leaves_the_augmentation_out(tmp_path):
      ({"type": "RandomTranslation", "height_factor": 0.1}, "width_factor must be a number"),
      ({"type": "RandomRotation", "factor": 0.1, "fill_mode": "mirror"}, "fill_mode must be one of"),
      ({"type": "RandomRotation", "factor": 0.1, "interpolation": "bicubic"}, "interpolation must be one of"),
-     ({"type": "RandomRotation", "factor": 0.1, "fill_value": float("nan")}, "fill_value must be a number")],
+     ({"type": "RandomRotation", "factor": 0.1, "fill_value": float("nan")}, "fill_value must be a number"),
+     ({"type": "RandomStrokeWidth", "factor": 2}, "RandomStrokeWidth factor must lie in [-1, 1], got 2"),
+     ({"type": "RandomStrokeWidth"}, "RandomStrokeWidth factor must be a number or a pair of numbers, got None"),
+     ({"type": "RandomContrast", "factor": 1.5}, "RandomContrast factor must be a number or a pair of numbers in [0"),
+     ({"type": "RandomContrast", "factor": 0.5, "value_range": [1, 0]}, "value_range must be [low, high] with low <"),
+     ({"type": "RandomContrast", "factor": 0.5, "value_range": "0-1"}, "value_range must be [low, high]"),
+     ({"type": "RandomContrast", "factor": 0.5, "value_range": None}, "value_range must be [low, high]")],
 )  # fmt: skip
 def test_bad_augmentation_settings_are_refused_by_name(config, message):
     with pytest.raises(SpecError, match=re.escape(message)):

@@ -79,7 +79,8 @@ COVERED = {"dense_forward", "dense_backward", "conv2d_forward", "conv2d_backward
            "relu_backward", "dropout_forward", "dropout_backward", "adam_update", "sgd_update", "asarray",
            "to_numpy", "zeros", "ones", "one_hot", "count_correct", "inverse_std", "moving_average", "softmax",
            "softmax_backward", "softmax_cross_entropy", "dropout_mask", "affine_warp",
-           "affine_warp_backward"}  # fmt: skip
+           "affine_warp_backward", "stroke_width", "stroke_width_backward", "contrast",
+           "contrast_backward"}  # fmt: skip
 
 
 def close(actual, expected, rtol=RTOL, atol=ATOL):
@@ -190,18 +191,39 @@ def test_affine_warp_and_its_gradient(kernels, x4, rng, fill_mode, interpolation
           ref.affine_warp_backward(x4, transforms, fill_mode, interpolation))  # fmt: skip
 
 
-def test_adam_update_in_place(kernels, rng):
+def test_stroke_width_and_its_gradient_match_exactly_including_ties(kernels, x4, rng):
+    x = np.where(rng.random(x4.shape) < 0.5, 0.0, x4).astype(np.float32)  # blank pixels tie, as in digits
+    amounts = np.array([1.0, -1.0, 0.3, -0.6, 0.0, 0.8])
+    y, taps = kernels.stroke_width(x, amounts)
+    expected_y, expected_taps = ref.stroke_width(x, amounts)
+    np.testing.assert_array_equal(taps, expected_taps)
+    close(y, expected_y, rtol=1e-7)
+    close(kernels.stroke_width_backward(x4, amounts, taps), ref.stroke_width_backward(x4, amounts, expected_taps))
+
+
+def test_contrast_and_its_gradient(kernels, x4, rng):
+    factors = np.array([1.0, 2.0, 0.5, 1.5, 1.2, 0.0])
+    y, inside = kernels.contrast(x4, factors, -0.5, 1.0)
+    expected_y, expected_inside = ref.contrast(x4, factors, -0.5, 1.0)
+    np.testing.assert_array_equal(inside, expected_inside)
+    assert 0 < expected_inside.mean() < 1  # some values clipped, some not
+    close(y, expected_y)
+    close(kernels.contrast_backward(x4, factors, inside), ref.contrast_backward(x4, factors, expected_inside))
+
+
+@pytest.mark.parametrize("shape", [(8, 3), (784, 128)])  # serial and parallel in the numba module
+def test_adam_update_in_place_matches_exactly(kernels, rng, shape):
+    """Every operand in the weights' type, in Keras' order: the same float32 bits as the reference."""
+    p, g = rng.standard_normal((2, *shape)).astype(np.float32)
     states = []
     for module in (kernels, ref):
-        p, g = rng.standard_normal((2, 8, 3)).astype(np.float32)
-        rng = np.random.default_rng(1234)  # same values for both
-        m, v = np.zeros_like(p), np.zeros_like(p)
-        p0 = p.copy()
+        param, m, v = p.copy(), np.zeros_like(p), np.zeros_like(p)
         for t in (1, 2, 3):
-            module.adam_update(p, g * t, m, v, 1e-3 * math.sqrt(1 - 0.999**t) / (1 - 0.9**t), 0.9, 0.999, 1e-7)
-        assert not np.array_equal(p, p0)
-        states.append((p, m, v))
-    close(states[0], states[1])
+            module.adam_update(param, g * t, m, v, 1e-3 * math.sqrt(1 - 0.999**t) / (1 - 0.9**t), 0.9, 0.999, 1e-7)
+        assert not np.array_equal(param, p)
+        states.append((param, m, v))
+    for ours, theirs in zip(*states):
+        np.testing.assert_array_equal(ours, theirs)
 
 
 @pytest.mark.parametrize("backend", FAST)

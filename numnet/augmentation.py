@@ -55,11 +55,51 @@ def zoom_transforms(zx: np.ndarray, zy: np.ndarray, height: int, width: int) -> 
     return np.column_stack([zx, zero, (width - 1) / 2 * (1 - zx), zero, zy, (height - 1) / 2 * (1 - zy)])
 
 
-class RandomAffine(Layer):
-    """What the three layers share: the fill options, training-only warping and its gradient."""
+class ImageAugmentation(Layer):
+    """What every augmentation layer shares: a draw per image from the model's augmentation
+    generator in training, applied by a kernel and sent back through its gradient; the identity
+    in inference."""
 
     random_stream = "augmentation"
     training_only = True
+
+    def draw(self, rng: np.random.Generator, n: int, height: int, width: int) -> np.ndarray:
+        """Each of `n` images' random parameters, drawn as Keras draws them."""
+        raise NotImplementedError
+
+    def apply(self, x: Any, drawn: np.ndarray) -> tuple[Any, Any]:
+        """(augmented images, what the backward pass needs)."""
+        raise NotImplementedError
+
+    def apply_backward(self, dy: Any, drawn: np.ndarray, saved: Any) -> Any:
+        raise NotImplementedError
+
+    def compute_output_shape(self, input_shape):
+        if len(input_shape) != 3:
+            raise SpecError(f"{self.type} needs (height, width, channels) input, got shape {input_shape}")
+        return input_shape
+
+    def create_weights(self, input_shape, rng, dtype):
+        self.rng = rng  # the model's augmentation generator
+
+    def forward(self, x, training):
+        self.drawn = None
+        if not training:
+            return x
+        self.drawn = self.draw(self.rng, *x.shape[:3])
+        y, self.saved = self.apply(x, self.drawn)
+        return y
+
+    def backward(self, dy):
+        return dy if self.drawn is None else self.apply_backward(dy, self.drawn, self.saved)
+
+    def to_keras(self, seed=None):
+        return {**self.config, "seed": seed}
+
+
+class RandomAffine(ImageAugmentation):
+    """What the three warps share: the fill options; each draws one affine transform per image."""
+
     fill_options = {"fill_mode": "reflect", "interpolation": "bilinear", "fill_value": 0.0}
 
     def check_config(self) -> None:
@@ -76,38 +116,12 @@ class RandomAffine(Layer):
     def check_factors(self) -> None:
         raise NotImplementedError
 
-    def draw(self, rng: np.random.Generator, n: int, height: int, width: int) -> np.ndarray:
-        """Each of `n` images' transform (N, 6), drawn as Keras draws it."""
-        raise NotImplementedError
-
-    def compute_output_shape(self, input_shape):
-        if len(input_shape) != 3:
-            raise SpecError(f"{self.type} needs (height, width, channels) input, got shape {input_shape}")
-        return input_shape
-
-    def create_weights(self, input_shape, rng, dtype):
-        self.rng = rng  # the model's augmentation generator
-
-    def forward(self, x, training):
-        self.transforms = None
-        if not training:
-            return x
-        self.transforms = self.draw(self.rng, *x.shape[:3])
+    def apply(self, x, transforms):
         c = self.config
-        return self.kernels.affine_warp(x, self.transforms, c["fill_mode"], c["fill_value"], c["interpolation"])
+        return self.kernels.affine_warp(x, transforms, c["fill_mode"], c["fill_value"], c["interpolation"]), None
 
-    def backward(self, dy):
-        if self.transforms is None:
-            return dy
-        return self.kernels.affine_warp_backward(dy, self.transforms, self.config["fill_mode"],
-                                                 self.config["interpolation"])  # fmt: skip
-
-    def to_keras(self, seed=None):
-        return {**self.config, "seed": seed}
-
-    @classmethod
-    def from_keras(cls, config):
-        return {"type": cls.type, **{key: config.get(key, default) for key, default in cls.options.items()}}
+    def apply_backward(self, dy, transforms, saved):
+        return self.kernels.affine_warp_backward(dy, transforms, self.config["fill_mode"], self.config["interpolation"])
 
 
 class RandomTranslation(RandomAffine):
@@ -150,55 +164,35 @@ class RandomZoom(RandomAffine):
         return zoom_transforms(zx, zy, height, width)
 
 
-class RandomStrokeWidth(Layer):
+class RandomStrokeWidth(ImageAugmentation):
     """Pens differ: a mouse draws thicker strokes than MNIST's, a stylus thinner ones. Each image's
     strokes grow (a > 0) or shrink (a < 0) by |a| of one pixel on every side, `a` drawn uniformly from
-    `factor` (read as Keras reads factors: f means [-f, f]; 1 is a full 3x3 dilation); the identity
-    in inference."""
+    `factor` (read as Keras reads factors: f means [-f, f]; 1 is a full 3x3 dilation)."""
 
     type = "RandomStrokeWidth"
     options = {"factor": None}
     keras_package = "numnet"
-    random_stream = "augmentation"
-    training_only = True
 
     def check_config(self) -> None:
         self.range = factor_range(self.type, "factor", self.config["factor"], above_minus_one=False)
 
-    def compute_output_shape(self, input_shape):
-        if len(input_shape) != 3:
-            raise SpecError(f"{self.type} needs (height, width, channels) input, got shape {input_shape}")
-        return input_shape
+    def draw(self, rng, n, height, width):
+        return rng.uniform(*self.range, size=n)
 
-    def create_weights(self, input_shape, rng, dtype):
-        self.rng = rng
+    def apply(self, x, amounts):
+        return self.kernels.stroke_width(x, amounts)
 
-    def forward(self, x, training):
-        self.amounts = None
-        if not training:
-            return x
-        self.amounts = self.rng.uniform(*self.range, size=x.shape[0])
-        y, self.taps = self.kernels.stroke_width(x, self.amounts)
-        return y
-
-    def backward(self, dy):
-        if self.amounts is None:
-            return dy
-        return self.kernels.stroke_width_backward(dy, self.amounts, self.taps)
-
-    def to_keras(self, seed=None):
-        return {**self.config, "seed": seed}
+    def apply_backward(self, dy, amounts, taps):
+        return self.kernels.stroke_width_backward(dy, amounts, taps)
 
 
-class RandomContrast(Layer):
+class RandomContrast(ImageAugmentation):
     """Keras' RandomContrast: each image's channels spread about their mean by a factor drawn from
     [1 - lower, 1 + upper] (a number f means [1, 1 + f]), clipped to `value_range`. A factor above
     1 pushes a digit's grey edges to full ink, as a canvas pen draws them."""
 
     type = "RandomContrast"
     options = {"factor": None, "value_range": [0, 255]}
-    random_stream = "augmentation"
-    training_only = True
 
     def check_config(self) -> None:
         factor, value_range = self.config["factor"], self.config["value_range"]
@@ -216,29 +210,14 @@ class RandomContrast(Layer):
         if not pair or value_range[0] >= value_range[1]:
             raise SpecError(f"{self.type} value_range must be [low, high] with low < high, got {value_range!r}")
 
-    def compute_output_shape(self, input_shape):
-        if len(input_shape) != 3:
-            raise SpecError(f"{self.type} needs (height, width, channels) input, got shape {input_shape}")
-        return input_shape
+    def draw(self, rng, n, height, width):
+        return rng.uniform(*self.range, size=n)
 
-    def create_weights(self, input_shape, rng, dtype):
-        self.rng = rng
+    def apply(self, x, factors):
+        return self.kernels.contrast(x, factors, *self.config["value_range"])
 
-    def forward(self, x, training):
-        self.factors = None
-        if not training:
-            return x
-        self.factors = self.rng.uniform(*self.range, size=x.shape[0])
-        y, self.inside = self.kernels.contrast(x, self.factors, *self.config["value_range"])
-        return y
-
-    def backward(self, dy):
-        if self.factors is None:
-            return dy
-        return self.kernels.contrast_backward(dy, self.factors, self.inside)
-
-    def to_keras(self, seed=None):
-        return {**self.config, "seed": seed}
+    def apply_backward(self, dy, factors, inside):
+        return self.kernels.contrast_backward(dy, factors, inside)
 
 
 AUGMENTATION_LAYERS = (RandomTranslation, RandomRotation, RandomZoom, RandomStrokeWidth, RandomContrast)

@@ -14,10 +14,10 @@ PACKAGE = "numnet"  # numnet.augmentation.RandomStrokeWidth.keras_package
 
 
 @functools.cache
-def register(keras: Any = None) -> dict[str, type]:
-    """numnet's Keras layers by class name, registered with Keras (once per process)."""
-    if keras is None:
-        import keras
+def register() -> dict[str, type]:
+    """numnet's Keras layers by class name, registered with Keras (once per process; Keras keeps
+    the backend it was first imported with)."""
+    import keras
 
     @keras.saving.register_keras_serializable(package=PACKAGE)
     class RandomStrokeWidth(keras.layers.Layer):
@@ -56,4 +56,4 @@ def register(keras: Any = None) -> dict[str, type]:
 
 def layer_class(keras: Any, name: str) -> type:
     """The Keras class called `name`: Keras' own, else numnet's."""
-    return getattr(keras.layers, name, None) or register(keras)[name]
+    return getattr(keras.layers, name, None) or register()[name]

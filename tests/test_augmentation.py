@@ -135,7 +135,7 @@ def test_stroke_width_in_keras_computes_what_numnet_computes(mnist_inputs):
 
     (x_train, _), _ = mnist_inputs
     images, amounts = x_train[:32], np.linspace(-1, 1, 32)
-    theirs = register(keras)["RandomStrokeWidth"](factor=[-0.5, 1.0], seed=3)
+    theirs = register()["RandomStrokeWidth"](factor=[-0.5, 1.0], seed=3)
     expected = keras.ops.convert_to_numpy(theirs.apply_amounts(images, amounts.reshape(32, 1, 1, 1).astype("float32")))
     np.testing.assert_allclose(numba_kernels.stroke_width(images, amounts)[0], expected, atol=1e-6)
     np.testing.assert_array_equal(keras.ops.convert_to_numpy(theirs(images, training=False)), images)
@@ -179,7 +179,7 @@ def test_stroke_width_gradient_is_keras_gradient(rng):
 
     images, amounts = rng.standard_normal((4, 9, 8, 2)), np.array([0.7, -0.4, 1.0, -1.0])
     weights = rng.standard_normal(images.shape)
-    theirs = register(keras)["RandomStrokeWidth"](factor=1.0, dtype="float64")
+    theirs = register()["RandomStrokeWidth"](factor=1.0, dtype="float64")
     x = tf.constant(images)
     with tf.GradientTape() as tape:
         tape.watch(x)
@@ -256,7 +256,7 @@ def test_keras_reads_the_stroke_width_layer_numnet_writes(tmp_path, mnist_inputs
     (_, _), (x_test, _) = mnist_inputs
     model = numnet.build(augmented_cnn([{"type": "RandomStrokeWidth", "factor": 0.4}, CONTRAST, *MILD]), seed=1)
     model.save(tmp_path / f"strokes{suffix}")
-    register(keras)
+    register()
     loaded = keras.models.load_model(tmp_path / f"strokes{suffix}")
     assert type(loaded.layers[0]).__name__ == "RandomStrokeWidth" and loaded.layers[0].factor == 0.4
     assert type(loaded.layers[1]).__name__ == "RandomContrast" and loaded.layers[1].factor == (0.2, 1.0)

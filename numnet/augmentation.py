@@ -171,7 +171,7 @@ class RandomStrokeWidth(ImageAugmentation):
 
     type = "RandomStrokeWidth"
     options = {"factor": None}
-    keras_package = "numnet"
+    keras_package = "numnet"  # numnet.keras_layers registers its Keras twin under this package
 
     def check_config(self) -> None:
         self.range = factor_range(self.type, "factor", self.config["factor"], above_minus_one=False)

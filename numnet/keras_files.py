@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from numnet import schedules, specs
+from numnet import keras_layers, schedules, specs
 from numnet.errors import ModelFileError, NumnetError
 from numnet.files import ZIP_ERRORS
 from numnet.io import atomic_write, unreadable_reason
@@ -269,7 +269,7 @@ def _model_config(spec: specs.Spec, entries: list[dict[str, Any]], module: bool)
         if not module:
             return {}
         custom = layer is not None and layer.keras_registered_name()
-        return {"module": "numnet.keras_layers" if custom else "keras.layers", "registered_name": custom or None}
+        return {"module": keras_layers.__name__ if custom else "keras.layers", "registered_name": custom or None}
 
     input_config = {"batch_shape": [None, *spec["input_shape"]], "dtype": "float32", "sparse": False,
                     "name": "input_layer"}  # fmt: skip

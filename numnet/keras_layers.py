@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-PACKAGE = "numnet"  # numnet.augmentation.RandomStrokeWidth.keras_package
+from numnet import augmentation
 
 
 @functools.cache
@@ -19,16 +19,15 @@ def register() -> dict[str, type]:
     the backend it was first imported with)."""
     import keras
 
-    @keras.saving.register_keras_serializable(package=PACKAGE)
+    @keras.saving.register_keras_serializable(package=augmentation.RandomStrokeWidth.keras_package)
     class RandomStrokeWidth(keras.layers.Layer):
         """numnet.augmentation.RandomStrokeWidth in Keras ops: max pooling with stride 1 is the
         grey-scale dilation over the 3x3 square, and erosion is the dilation of -x, negated."""
 
         def __init__(self, factor: Any, seed: int | None = None, **kwargs: Any) -> None:
             super().__init__(**kwargs)
-            numbers = list(factor) if isinstance(factor, list | tuple) else [-abs(factor), abs(factor)]
             self.factor, self.seed = factor, seed
-            self.low, self.high = min(numbers), max(numbers)
+            self.low, self.high = augmentation.factor_range(self.__class__.__name__, "factor", factor, False)
             self.seed_generator = keras.random.SeedGenerator(seed)
 
         def call(self, inputs: Any, training: bool = True) -> Any:

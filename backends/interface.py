@@ -14,7 +14,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 Array = Any  # the kernel module's array type
-# What `affine_warp` takes: fill modes (in the order a compiled module may number them) and interpolations.
+# What `remap` takes: fill modes (in the order a compiled module may number them) and interpolations.
 FILL_MODES = ("constant", "nearest", "reflect", "wrap")
 INTERPOLATIONS = ("bilinear", "nearest")
 
@@ -91,14 +91,14 @@ class Kernels(Protocol):
     def dropout_backward(self, dy: Array, keep: Array, rate: float) -> Array: ...
 
     # -- geometric warps (augmentation) -------------------------------------------------------
-    def affine_warp(self, x: Array, transforms: Any, fill_mode: str, fill_value: float, interpolation: str) -> Array:
-        """Keras' `affine_transform` of each NHWC image by its row of (N, 6) `transforms` (a NumPy
-        float64 array: output pixel (i, j) reads the input at column a0*j + a1*i + a2, row
-        b0*j + b1*i + b2); fill_mode 'constant', 'nearest', 'reflect' or 'wrap'; interpolation
+    def remap(self, x: Array, coords: Any, fill_mode: str, fill_value: float, interpolation: str) -> Array:
+        """Keras' `map_coordinates` for every NHWC image and channel: output pixel (i, j) of image b
+        reads the input at row coords[b, i, j, 0], column coords[b, i, j, 1] ((N, H, W, 2), a NumPy
+        float64 array); fill_mode 'constant', 'nearest', 'reflect' or 'wrap'; interpolation
         'bilinear' or 'nearest'."""
 
-    def affine_warp_backward(self, dy: Array, transforms: Any, fill_mode: str, interpolation: str) -> Array:
-        """The gradient of `affine_warp` with respect to its input images."""
+    def remap_backward(self, dy: Array, coords: Any, fill_mode: str, interpolation: str) -> Array:
+        """The gradient of `remap` with respect to its input images."""
 
     def stroke_width(self, x: Array, amounts: Any) -> tuple[Array, Array]:
         """Each NHWC image's strokes made thicker or thinner: x + |a| * (m(x) - x) with `a` its entry of

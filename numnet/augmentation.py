@@ -1,10 +1,10 @@
 """Augmentation layers with Keras 3's names, arguments and semantics: `RandomTranslation`,
-`RandomRotation`, `RandomZoom`; and `RandomStrokeWidth`, which Keras lacks (numnet.keras_layers
-gives Keras the same layer).
+`RandomRotation`, `RandomZoom`, `RandomElasticTransform`, `RandomContrast`; and `RandomStrokeWidth`,
+which Keras lacks (numnet.keras_layers gives Keras the same layer).
 
-In training each image gets its own random affine transform, drawn from the model's seeded
-generator (so a seed repeats its batches), and is warped by the kernels' `affine_warp` exactly as
-Keras' `affine_transform` does; in inference they are the identity. Factors are fractions, as in
+In training each image gets its own random transform, drawn from the model's seeded generator (so
+a seed repeats its batches); the warps say where each output pixel reads and the kernels' `remap`
+reads there exactly as Keras' `map_coordinates` does; in inference they are the identity. Factors are fractions, as in
 Keras: a number f means [-f, f]; a pair means that range (of the height or width for translation,
 of a full turn for rotation, of the size for zoom: positive zooms out).
 """
@@ -55,6 +55,28 @@ def zoom_transforms(zx: np.ndarray, zy: np.ndarray, height: int, width: int) -> 
     return np.column_stack([zx, zero, (width - 1) / 2 * (1 - zx), zero, zy, (height - 1) / 2 * (1 - zy)])
 
 
+def affine_coordinates(transforms: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Where each output pixel reads under each (N, 6) affine transform: (N, height, width, 2) of (row,
+    column) = (b0*j + b1*i + b2, a0*j + a1*i + a2) at output row i, column j, as Keras' matrices say."""
+    a0, a1, a2, b0, b1, b2 = (t[:, None, None] for t in np.asarray(transforms, np.float64).T)
+    rows, cols = np.arange(height, dtype=np.float64)[:, None], np.arange(width, dtype=np.float64)[None, :]
+    coords = np.empty((len(a0), height, width, 2))
+    coords[..., 0] = b0 * cols + (b1 * rows + b2)
+    coords[..., 1] = a0 * cols + (a1 * rows + a2)
+    return coords
+
+
+def gaussian_blur_matrix(size: int, sigma: float) -> np.ndarray:
+    """Keras' gaussian_blur along one axis of `size` pixels as a (size, size) matrix: its kernel of
+    int(6 sigma) | 1 taps, normalised, over a zero-padded edge."""
+    taps = int(6 * sigma) | 1
+    offsets = np.arange(taps) - (taps - 1) / 2
+    kernel = np.exp(-0.5 * (offsets / sigma) ** 2)
+    kernel /= kernel.sum()
+    distance = np.arange(size)[None, :] - np.arange(size)[:, None] + (taps - 1) // 2
+    return np.where((distance >= 0) & (distance < taps), kernel[np.clip(distance, 0, taps - 1)], 0.0)
+
+
 class ImageAugmentation(Layer):
     """What every augmentation layer shares: a draw per image from the model's augmentation
     generator in training, applied by a kernel and sent back through its gradient; the identity
@@ -97,8 +119,8 @@ class ImageAugmentation(Layer):
         return {**self.config, "seed": seed}
 
 
-class RandomAffine(ImageAugmentation):
-    """What the three warps share: the fill options; each draws one affine transform per image."""
+class RandomWarp(ImageAugmentation):
+    """What the warps share: the fill options, and reading each output pixel where `coordinates` says."""
 
     fill_options = {"fill_mode": "reflect", "interpolation": "bilinear", "fill_value": 0.0}
 
@@ -116,17 +138,21 @@ class RandomAffine(ImageAugmentation):
     def check_factors(self) -> None:
         raise NotImplementedError
 
-    def apply(self, x, transforms):
+    def coordinates(self, drawn: np.ndarray, height: int, width: int) -> np.ndarray:
+        return affine_coordinates(drawn, height, width)
+
+    def apply(self, x, drawn):
         c = self.config
-        return self.kernels.affine_warp(x, transforms, c["fill_mode"], c["fill_value"], c["interpolation"]), None
+        coords = self.coordinates(drawn, *x.shape[1:3])
+        return self.kernels.remap(x, coords, c["fill_mode"], c["fill_value"], c["interpolation"]), coords
 
-    def apply_backward(self, dy, transforms, saved):
-        return self.kernels.affine_warp_backward(dy, transforms, self.config["fill_mode"], self.config["interpolation"])
+    def apply_backward(self, dy, drawn, coords):
+        return self.kernels.remap_backward(dy, coords, self.config["fill_mode"], self.config["interpolation"])
 
 
-class RandomTranslation(RandomAffine):
+class RandomTranslation(RandomWarp):
     type = "RandomTranslation"
-    options = {"height_factor": None, "width_factor": None, **RandomAffine.fill_options}
+    options = {"height_factor": None, "width_factor": None, **RandomWarp.fill_options}
 
     def check_factors(self):
         self.height_range = factor_range(self.type, "height_factor", self.config["height_factor"])
@@ -138,9 +164,9 @@ class RandomTranslation(RandomAffine):
         return translation_transforms(dx, dy)
 
 
-class RandomRotation(RandomAffine):
+class RandomRotation(RandomWarp):
     type = "RandomRotation"
-    options = {"factor": None, **RandomAffine.fill_options}
+    options = {"factor": None, **RandomWarp.fill_options}
 
     def check_factors(self):
         self.range = factor_range(self.type, "factor", self.config["factor"], above_minus_one=False)
@@ -149,9 +175,9 @@ class RandomRotation(RandomAffine):
         return rotation_transforms(rng.uniform(*self.range, size=n) * 360.0, height, width)
 
 
-class RandomZoom(RandomAffine):
+class RandomZoom(RandomWarp):
     type = "RandomZoom"
-    options = {"height_factor": None, "width_factor": None, **RandomAffine.fill_options}
+    options = {"height_factor": None, "width_factor": None, **RandomWarp.fill_options}
 
     def check_factors(self):
         self.height_range = factor_range(self.type, "height_factor", self.config["height_factor"])
@@ -195,20 +221,9 @@ class RandomContrast(ImageAugmentation):
     options = {"factor": None, "value_range": [0, 255]}
 
     def check_config(self) -> None:
-        factor, value_range = self.config["factor"], self.config["value_range"]
-        numbers = factor if isinstance(factor, list | tuple) else [factor]
-        if len(numbers) not in (1, 2) or not all(isinstance(v, int | float) and not isinstance(v, bool) and 0 <= v <= 1
-                                                 for v in numbers):  # fmt: skip
-            raise SpecError(f"{self.type} factor must be a number or a pair of numbers in [0, 1], got {factor!r}")
-        lower, upper = (0.0, numbers[0]) if len(numbers) == 1 else sorted(numbers)
+        lower, upper = unit_range(self.type, "factor", self.config["factor"])
         self.range = (1.0 - lower, 1.0 + upper)
-        pair = (
-            isinstance(value_range, list | tuple)
-            and len(value_range) == 2
-            and all(isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) for v in value_range)
-        )
-        if not pair or value_range[0] >= value_range[1]:
-            raise SpecError(f"{self.type} value_range must be [low, high] with low < high, got {value_range!r}")
+        value_range(self.type, self.config["value_range"])
 
     def draw(self, rng, n, height, width):
         return rng.uniform(*self.range, size=n)
@@ -220,4 +235,67 @@ class RandomContrast(ImageAugmentation):
         return self.kernels.contrast_backward(dy, factors, inside)
 
 
-AUGMENTATION_LAYERS = (RandomTranslation, RandomRotation, RandomZoom, RandomStrokeWidth, RandomContrast)
+class RandomElasticTransform(RandomWarp):
+    """Keras' RandomElasticTransform: each image, with a probability drawn from `factor`, is bent by a
+    smooth random displacement field (Gaussian noise blurred by a Gaussian of sigma = 0.05 s of the
+    shorter side, scaled by alpha = 0.1 s of the longer), s drawn from `scale` once per batch; then
+    clipped to `value_range`. Hands waver: the same digit, never quite the same strokes."""
+
+    type = "RandomElasticTransform"
+    options = {"factor": 1.0, "scale": 1.0, **RandomWarp.fill_options, "value_range": [0, 255]}
+
+    def check_factors(self):
+        self.factor_range = unit_range(self.type, "factor", self.config["factor"])
+        self.scale_range = unit_range(self.type, "scale", self.config["scale"])
+        self.value_range = value_range(self.type, self.config["value_range"])
+
+    def draw(self, rng, n, height, width):
+        """Keras' draws: a probability and a threshold per image, one scale per batch, then the noise."""
+        probability = rng.uniform(*self.factor_range, size=n)
+        bent = rng.uniform(0.0, 1.0, size=n) < probability
+        rows, cols = np.mgrid[0:height, 0:width].astype(np.float64)
+        coords = np.broadcast_to(np.stack([rows, cols], axis=-1), (n, height, width, 2)).copy()
+        s = rng.uniform(*self.scale_range)
+        alpha, sigma = max(height, width) * 0.1 * s, min(height, width) * 0.05 * s
+        if sigma > 0 and bent.any():
+            noise = rng.standard_normal((int(bent.sum()), 2, height, width)) * sigma
+            field = gaussian_blur_matrix(height, sigma) @ noise @ gaussian_blur_matrix(width, sigma).T
+            coords[bent] += alpha * field.transpose(0, 2, 3, 1)
+        return coords
+
+    def coordinates(self, drawn, height, width):
+        return drawn
+
+    def apply(self, x, coords):
+        y, _ = super().apply(x, coords)
+        low, high = self.value_range
+        inside = (y >= low) & (y <= high)
+        return np.clip(y, low, high).astype(y.dtype, copy=False), (coords, inside)
+
+    def apply_backward(self, dy, coords, saved):
+        coords, inside = saved
+        return super().apply_backward(dy * inside, coords, coords)
+
+
+def unit_range(layer: str, key: str, value: Any) -> tuple[float, float]:
+    """Keras' reading of a factor in [0, 1]: f -> (0, f), [a, b] -> (min, max)."""
+    numbers = value if isinstance(value, list | tuple) else [value]
+    if len(numbers) not in (1, 2) or not all(isinstance(v, int | float) and not isinstance(v, bool) and 0 <= v <= 1
+                                             for v in numbers):  # fmt: skip
+        raise SpecError(f"{layer} {key} must be a number or a pair of numbers in [0, 1], got {value!r}")
+    return (0.0, float(numbers[0])) if len(numbers) == 1 else (float(min(numbers)), float(max(numbers)))
+
+
+def value_range(layer: str, value: Any) -> tuple[float, float]:
+    pair = (
+        isinstance(value, list | tuple)
+        and len(value) == 2
+        and all(isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) for v in value)
+    )
+    if not pair or value[0] >= value[1]:
+        raise SpecError(f"{layer} value_range must be [low, high] with low < high, got {value!r}")
+    return float(value[0]), float(value[1])
+
+
+AUGMENTATION_LAYERS = (RandomTranslation, RandomRotation, RandomZoom, RandomElasticTransform, RandomStrokeWidth,
+                       RandomContrast)  # fmt: skip

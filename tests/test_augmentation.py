@@ -13,7 +13,13 @@ import pytest  # noqa: E402
 from gradcheck import check_layer  # noqa: E402
 
 import numnet  # noqa: E402
-from numnet.augmentation import rotation_transforms, translation_transforms, zoom_transforms  # noqa: E402
+from numnet.augmentation import (  # noqa: E402
+    affine_coordinates,
+    gaussian_blur_matrix,
+    rotation_transforms,
+    translation_transforms,
+    zoom_transforms,
+)
 from numnet.backends import numba_kernels, numpy_kernels  # noqa: E402
 from numnet.errors import SpecError  # noqa: E402
 from numnet.layers import layer_from_config  # noqa: E402
@@ -58,7 +64,8 @@ def test_the_warp_is_keras_affine_transform(fill_mode, interpolation, rng):
                                   rng.normal(0, 0.3, 4), rng.normal(1, 0.3, 4), rng.normal(0, 3, 4)])  # fmt: skip
     keras_transforms = np.concatenate([transforms, np.zeros((4, 2))], axis=1).astype(np.float32)
     expected = keras_numpy_image.affine_transform(images, keras_transforms, interpolation, fill_mode, 0.5)
-    ours = numpy_kernels.affine_warp(images, keras_transforms[:, :6], fill_mode, 0.5, interpolation)
+    coords = affine_coordinates(keras_transforms[:, :6], 13, 11)
+    ours = numpy_kernels.remap(images, coords, fill_mode, 0.5, interpolation)
     np.testing.assert_allclose(ours, expected, atol=1e-5)
 
 
@@ -85,16 +92,120 @@ def test_each_layer_warps_as_its_keras_layer_on_the_same_draw(config, mnist_inpu
     expected, transforms = keras_draws(theirs, images)
     c = ours.config
     for kernels in (numpy_kernels, numba_kernels):
-        warped = kernels.affine_warp(images, transforms, c["fill_mode"], c["fill_value"], c["interpolation"])
+        coords = affine_coordinates(transforms, *images.shape[1:3])
+        warped = kernels.remap(images, coords, c["fill_mode"], c["fill_value"], c["interpolation"])
         assert np.abs(warped - expected).max() <= 1e-4, kernels.NAME
     assert np.abs(expected - images).max() > 0.5  # the draw really moved the digits
 
 
 STROKES = {"type": "RandomStrokeWidth", "factor": [-0.5, 1.0]}
 CONTRAST = {"type": "RandomContrast", "factor": [0.2, 1.0], "value_range": [0, 1]}
+ELASTIC = {"type": "RandomElasticTransform", "factor": [0.5, 1.0], "scale": 1.0, "fill_mode": "constant",
+           "value_range": [0, 1]}  # fmt: skip
 
 
-def augmented_cnn(seed_layers=(*AUGMENTATION[:3], STROKES, CONTRAST)):
+@pytest.mark.parametrize("interpolation", ["bilinear", "nearest"])
+@pytest.mark.parametrize("fill_mode", ["constant", "nearest", "reflect", "wrap"])
+def test_remap_is_keras_map_coordinates(fill_mode, interpolation, rng):
+    """Any field of coordinates, read as Keras' NumPy `map_coordinates` reads it, far outside too."""
+    images = rng.standard_normal((3, 9, 12, 2))
+    grid = np.stack(np.mgrid[0:9, 0:12], axis=-1).astype(np.float64)
+    coords = grid + rng.normal(0, 4, (3, 9, 12, 2))
+    order = {"bilinear": 1, "nearest": 0}[interpolation]
+    expected = np.stack([np.stack([keras_numpy_image.map_coordinates(image[..., k], [c[..., 0], c[..., 1]], order,
+                                                                      fill_mode, 0.5) for k in range(2)], axis=-1)
+                         for image, c in zip(images, coords)])  # fmt: skip
+    for kernels in (numpy_kernels, numba_kernels):
+        ours = kernels.remap(images, coords, fill_mode, 0.5, interpolation)
+        np.testing.assert_allclose(ours, expected, atol=1e-6)  # Keras computes in float32
+
+
+@pytest.mark.parametrize(("shape", "sigma"), [((28, 28), 1.4), ((9, 13), 0.7), ((28, 28), 0.1), ((20, 7), 2.3)])
+def test_the_elastic_field_is_keras_gaussian_blur(shape, sigma, rng):
+    """The displacement field's blur, as two small matrix products, equals Keras' gaussian_blur
+    (its kernel size int(6 sigma) | 1, zero padding)."""
+    noise = rng.standard_normal((4, *shape))
+    taps = int(6 * sigma) | 1
+    expected = keras_numpy_image.gaussian_blur(noise[..., None], (taps, taps), (sigma, sigma), "channels_last")
+    ours = gaussian_blur_matrix(shape[0], sigma) @ noise @ gaussian_blur_matrix(shape[1], sigma).T
+    np.testing.assert_allclose(ours, expected[..., 0], atol=1e-7)  # Keras builds its kernel in float32
+
+
+def test_elastic_transform_draws_and_bends_as_keras_does(rng):
+    """numnet's draw, rebuilt step by step from Keras' own pieces: the probability per image, one
+    scale per batch, alpha and sigma from Keras' get_elastic_transform_params, the noise blurred by
+    Keras' gaussian_blur, each image read by Keras' map_coordinates, then the clip to value_range."""
+    config = {**ELASTIC, "factor": 0.7, "scale": [0.5, 1.0], "value_range": [0.0, 0.8]}
+    layer = layer_from_config(config)
+    layer.build((28, 20, 1), np.random.default_rng(0), np.float64, numpy_kernels)
+    theirs = keras.layers.RandomElasticTransform(**layer.to_keras(seed=0))
+    ranges = ((0, 0.7), (0.5, 1.0))
+    assert (layer.factor_range, layer.scale_range) == (tuple(theirs.factor), tuple(theirs.scale)) == ranges
+    images = rng.random((64, 28, 20, 1))
+    layer.rng = np.random.default_rng(11)
+    ours = layer.forward(images, training=True)
+
+    draws = np.random.default_rng(11)
+    probability = draws.uniform(0.0, 0.7, 64)
+    bent = draws.uniform(0, 1, 64) < probability
+    alpha, sigma = theirs.get_elastic_transform_params(28, 20, draws.uniform(0.5, 1.0))
+    noise = draws.standard_normal((int(bent.sum()), 2, 28, 20)) * sigma
+    taps = int(6 * sigma) | 1
+    field = keras_numpy_image.gaussian_blur(noise.reshape(-1, 28, 20, 1), (taps, taps), (sigma, sigma),
+                                            "channels_last").reshape(-1, 2, 28, 20)  # fmt: skip
+    rows, cols = np.mgrid[0:28, 0:20]
+    expected = images.copy()
+    for image, (dy, dx) in zip(np.flatnonzero(bent), field):
+        expected[image, ..., 0] = keras_numpy_image.map_coordinates(
+            images[image, ..., 0], [rows + alpha * dy, cols + alpha * dx], 1, "constant", 0.0
+        )
+    expected = np.clip(expected, 0.0, 0.8)
+    assert 0.15 < bent.mean() < 0.6  # p ~ U(0, 0.7): about 35 % of images bent
+    np.testing.assert_allclose(ours, expected, atol=1e-6)  # Keras' map_coordinates computes in float32
+    assert np.abs(ours[bent] - np.clip(images[bent], 0, 0.8)).max() > 0.3  # the bent digits really moved
+
+
+@pytest.mark.parametrize("interpolation", ["bilinear", "nearest"])
+@pytest.mark.parametrize("fill_mode", ["constant", "nearest", "reflect", "wrap"])
+def test_keras_twin_of_the_elastic_transform_bends_as_numnet_does(fill_mode, interpolation, rng):
+    """numnet's Keras backend trains with its own RandomElasticTransform (Keras' own bends every
+    image like the first in model.fit on TensorFlow): its blur and its reading agree with numnet's."""
+    from numnet.keras_layers import register
+
+    twin = register()["RandomElasticTransform"](fill_mode=fill_mode, fill_value=0.5, dtype="float64")
+    noise = rng.standard_normal((3, 9, 12, 2))
+    for sigma in (0.3, 0.45, 0.9):  # (the most for 9 x 12 at scale 1 is 0.45; 0.9 needs more taps)
+        expected = gaussian_blur_matrix(9, sigma) @ noise.transpose(0, 3, 1, 2) @ gaussian_blur_matrix(12, sigma).T
+        blurred = keras.ops.convert_to_numpy(twin.blur(keras.ops.convert_to_tensor(noise), sigma, int(6 * 0.9) | 1))
+        np.testing.assert_allclose(blurred, expected.transpose(0, 2, 3, 1), atol=1e-12)
+    images, displacement = rng.standard_normal((3, 9, 12, 2)), rng.normal(0, 4, (3, 9, 12, 2))
+    coords = np.stack(np.mgrid[0:9, 0:12], axis=-1) + displacement
+    bent = twin.bend(keras.ops.convert_to_tensor(images), keras.ops.convert_to_tensor(displacement), interpolation)
+    expected = numpy_kernels.remap(images, coords, fill_mode, 0.5, interpolation)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(bent), expected, atol=1e-12)
+
+
+def test_keras_twin_bends_each_image_of_a_compiled_batch_by_its_own_field(mnist_inputs):
+    import tensorflow as tf
+
+    from numnet.keras_layers import register
+
+    (x_train, _), _ = mnist_inputs
+    images = x_train[:16]
+    for layer in (keras.layers.RandomElasticTransform, register()["RandomElasticTransform"]):
+        elastic = layer(factor=[1.0, 1.0], scale=[0.3, 0.3], fill_mode="constant", value_range=(0, 1), seed=1)
+        unknown_batch = [tf.TensorSpec((None, 28, 28, 1))]
+        compiled = tf.function(lambda x, e=elastic: e(x, training=True), input_signature=unknown_batch)
+        bent = compiled(images).numpy()
+        distance = ((bent[:, None] - images[None]) ** 2).sum(axis=(2, 3, 4))  # bent image i to input j
+        own = (distance.argmin(axis=1) == np.arange(16)).mean()
+        if layer is keras.layers.RandomElasticTransform:
+            assert own < 0.5  # Keras 3.15's bug: most images became the first one, bent
+        else:
+            assert own == 1.0 and np.abs(bent - images).max() > 0.3
+
+
+def augmented_cnn(seed_layers=(*AUGMENTATION[:3], STROKES, CONTRAST, ELASTIC)):
     spec = numnet.specs.cnn()
     return {**spec, "name": "augmented", "layers": [*seed_layers, *spec["layers"]]}
 
@@ -191,7 +302,8 @@ def test_stroke_width_gradient_is_keras_gradient(rng):
 
 
 @pytest.mark.parametrize("config", AUGMENTATION + [
-    STROKES, CONTRAST,
+    STROKES, CONTRAST, {**ELASTIC, "factor": 1.0, "value_range": [-1.5, 1.5]},
+    {**ELASTIC, "fill_mode": "reflect", "interpolation": "nearest", "value_range": [-9, 9]},
     {"type": "RandomRotation", "factor": 0.2, "fill_mode": "reflect"},
     {"type": "RandomTranslation", "height_factor": 0.3, "width_factor": 0.3, "fill_mode": "wrap",
      "interpolation": "nearest"}], ids=lambda c: c["type"] + str(len(c)))  # fmt: skip
@@ -212,7 +324,7 @@ def test_backward_matches_finite_differences(config, backend, rng):
 @pytest.mark.parametrize("backend", ["numba", "tensorflow"])
 def test_a_network_with_augmentation_trains_on_each_backend(backend, mnist_inputs):
     (x_train, y_train), (x_test, y_test) = mnist_inputs
-    spec = augmented_cnn([*MILD, STROKES, CONTRAST])
+    spec = augmented_cnn([*MILD, STROKES, CONTRAST, ELASTIC])
     for layer in spec["layers"]:  # moving statistics that settle within this short run
         if layer["type"] == "BatchNormalization":
             layer["momentum"] = 0.9
@@ -264,6 +376,20 @@ def test_keras_reads_the_stroke_width_layer_numnet_writes(tmp_path, mnist_inputs
     assert numnet.load(tmp_path / f"strokes{suffix}").spec["layers"][0] == {"type": "RandomStrokeWidth", "factor": 0.4}
 
 
+@pytest.mark.parametrize("suffix", [".keras", ".h5"])
+def test_keras_reads_the_elastic_transform_numnet_writes_and_back(tmp_path, mnist_inputs, suffix):
+    (_, _), (x_test, _) = mnist_inputs
+    model = numnet.build(augmented_cnn([ELASTIC, *MILD]), seed=1)
+    model.save(tmp_path / f"elastic{suffix}")
+    loaded = keras.models.load_model(tmp_path / f"elastic{suffix}")
+    layer = loaded.layers[0]
+    assert type(layer) is keras.layers.RandomElasticTransform and tuple(layer.factor) == (0.5, 1.0)
+    assert (tuple(layer.scale), tuple(layer.value_range), layer.fill_mode) == ((0.0, 1.0), (0, 1), "constant")
+    np.testing.assert_allclose(loaded.predict(x_test[:50], verbose=0), model.predict(x_test[:50]), atol=1e-5)
+    again = numnet.load(tmp_path / f"elastic{suffix}").spec["layers"][0]
+    assert layer_from_config(again).factor_range == (0.5, 1.0) and layer_from_config(again).scale_range == (0, 1)
+
+
 def test_tfjs_export_leaves_the_augmentation_out(tmp_path):
     from numnet.tfjs import topology
 
@@ -288,7 +414,11 @@ def test_tfjs_export_leaves_the_augmentation_out(tmp_path):
      ({"type": "RandomContrast", "factor": 1.5}, "RandomContrast factor must be a number or a pair of numbers in [0"),
      ({"type": "RandomContrast", "factor": 0.5, "value_range": [1, 0]}, "value_range must be [low, high] with low <"),
      ({"type": "RandomContrast", "factor": 0.5, "value_range": "0-1"}, "value_range must be [low, high]"),
-     ({"type": "RandomContrast", "factor": 0.5, "value_range": None}, "value_range must be [low, high]")],
+     ({"type": "RandomContrast", "factor": 0.5, "value_range": None}, "value_range must be [low, high]"),
+     ({**ELASTIC, "scale": 1.5}, "RandomElasticTransform scale must be a number or a pair of numbers in [0, 1]"),
+     ({**ELASTIC, "factor": [-0.1, 0.5]}, "RandomElasticTransform factor must be a number or a pair of numbers in"),
+     ({**ELASTIC, "fill_mode": "mirror"}, "RandomElasticTransform fill_mode must be one of"),
+     ({**ELASTIC, "value_range": [1, 1]}, "RandomElasticTransform value_range must be [low, high] with low < high")],
 )  # fmt: skip
 def test_bad_augmentation_settings_are_refused_by_name(config, message):
     with pytest.raises(SpecError, match=re.escape(message)):

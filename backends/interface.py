@@ -93,7 +93,7 @@ class Kernels(Protocol):
     # -- geometric warps (augmentation) -------------------------------------------------------
     def remap(self, x: Array, coords: Any, fill_mode: str, fill_value: float, interpolation: str) -> Array:
         """Keras' `map_coordinates` for every NHWC image and channel: output pixel (i, j) of image b
-        reads the input at row coords[b, i, j, 0], column coords[b, i, j, 1] ((N, H, W, 2), a NumPy
+        reads the input at row coords[b, 0, i, j], column coords[b, 1, i, j] ((N, 2, H, W), a NumPy
         float64 array); fill_mode 'constant', 'nearest', 'reflect' or 'wrap'; interpolation
         'bilinear' or 'nearest'."""
 

@@ -581,7 +581,7 @@ def _fold(index, size, mode):
 @njit(cache=True, inline="always")
 def _source(coords, b, i, j, nearest):
     """Where output pixel (i, j) of image b reads: first row and column, taps per axis, fractions."""
-    ys, xs = coords[b, i, j, 0], coords[b, i, j, 1]
+    ys, xs = coords[b, 0, i, j], coords[b, 1, i, j]
     if nearest:
         return int(math.floor(ys + 0.5)), int(math.floor(xs + 0.5)), 1, 0.0, 0.0
     return int(math.floor(ys)), int(math.floor(xs)), 2, ys - math.floor(ys), xs - math.floor(xs)

@@ -254,7 +254,7 @@ def moving_average(moving: np.ndarray, value: np.ndarray, momentum: float) -> No
 
 # -- geometric warps (the augmentation layers) ---------------------------------------------------
 # Keras' `map_coordinates` (which its `affine_transform` and `elastic_transform` use): output pixel
-# (row i, column j) of image b reads the input at (coords[b, i, j, 0], coords[b, i, j, 1]) = (row,
+# (row i, column j) of image b reads the input at (coords[b, 0, i, j], coords[b, 1, i, j]) = (row,
 # column). Pixels outside the image read as the fill mode says: 'constant' (fill_value), 'nearest'
 # (the edge), 'reflect' (d c b a | a b c d | d c b a) or 'wrap' (a b c d | a b c d); see
 # interface.FILL_MODES.
@@ -274,7 +274,7 @@ def _fold(index: np.ndarray, size: int, fill_mode: str) -> np.ndarray:
 
 def _taps(coords: np.ndarray, interpolation: str) -> list:
     """For each output pixel of each image: the input (row, column) positions it reads, with weights."""
-    y, x = np.asarray(coords[..., 0], np.float64), np.asarray(coords[..., 1], np.float64)
+    y, x = np.asarray(coords[:, 0], np.float64), np.asarray(coords[:, 1], np.float64)
     if interpolation == "nearest":
         return [(np.floor(y + 0.5).astype(np.int64), np.floor(x + 0.5).astype(np.int64), np.ones_like(x))]
     x0, y0 = np.floor(x), np.floor(y)

@@ -56,13 +56,13 @@ def zoom_transforms(zx: np.ndarray, zy: np.ndarray, height: int, width: int) -> 
 
 
 def affine_coordinates(transforms: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Where each output pixel reads under each (N, 6) affine transform: (N, height, width, 2) of (row,
+    """Where each output pixel reads under each (N, 6) affine transform: (N, 2, height, width) of (row,
     column) = (b0*j + b1*i + b2, a0*j + a1*i + a2) at output row i, column j, as Keras' matrices say."""
     a0, a1, a2, b0, b1, b2 = (t[:, None, None] for t in np.asarray(transforms, np.float64).T)
     rows, cols = np.arange(height, dtype=np.float64)[:, None], np.arange(width, dtype=np.float64)[None, :]
-    coords = np.empty((len(a0), height, width, 2))
-    coords[..., 0] = b0 * cols + (b1 * rows + b2)
-    coords[..., 1] = a0 * cols + (a1 * rows + a2)
+    coords = np.empty((len(a0), 2, height, width))
+    coords[:, 0] = b0 * cols + b1 * rows + b2  # in this order, as the kernels summed it before
+    coords[:, 1] = a0 * cols + a1 * rows + a2
     return coords
 
 
@@ -253,14 +253,20 @@ class RandomElasticTransform(RandomWarp):
         """Keras' draws: a probability and a threshold per image, one scale per batch, then the noise."""
         probability = rng.uniform(*self.factor_range, size=n)
         bent = rng.uniform(0.0, 1.0, size=n) < probability
-        rows, cols = np.mgrid[0:height, 0:width].astype(np.float64)
-        coords = np.broadcast_to(np.stack([rows, cols], axis=-1), (n, height, width, 2)).copy()
+        coords = np.empty((n, 2, height, width))
+        coords[:, 0], coords[:, 1] = np.mgrid[0:height, 0:width]
         s = rng.uniform(*self.scale_range)
         alpha, sigma = max(height, width) * 0.1 * s, min(height, width) * 0.05 * s
         if sigma > 0 and bent.any():
-            noise = rng.standard_normal((int(bent.sum()), 2, height, width)) * sigma
-            field = gaussian_blur_matrix(height, sigma) @ noise @ gaussian_blur_matrix(width, sigma).T
-            coords[bent] += alpha * field.transpose(0, 2, 3, 1)
+            # The noise is drawn as (height, field, width), each field a (height, width) plane: both
+            # blurs are then one BLAS product each over every field (rows, then columns).
+            fields = 2 * int(bent.sum())  # a row and a column displacement per bent image
+            noise = rng.standard_normal((height, fields * width))
+            down = gaussian_blur_matrix(height, sigma) @ noise
+            both = down.reshape(-1, width) @ gaussian_blur_matrix(width, sigma).T
+            field = both.reshape(height, -1, 2, width).transpose(1, 2, 0, 3)
+            for image, displacement in zip(np.flatnonzero(bent), field):  # (a mask's scatter is slower)
+                coords[image] += (alpha * sigma) * displacement
         return coords
 
     def coordinates(self, drawn, height, width):

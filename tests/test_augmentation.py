@@ -109,10 +109,9 @@ ELASTIC = {"type": "RandomElasticTransform", "factor": [0.5, 1.0], "scale": 1.0,
 def test_remap_is_keras_map_coordinates(fill_mode, interpolation, rng):
     """Any field of coordinates, read as Keras' NumPy `map_coordinates` reads it, far outside too."""
     images = rng.standard_normal((3, 9, 12, 2))
-    grid = np.stack(np.mgrid[0:9, 0:12], axis=-1).astype(np.float64)
-    coords = grid + rng.normal(0, 4, (3, 9, 12, 2))
+    coords = np.mgrid[0:9, 0:12][None] + rng.normal(0, 4, (3, 2, 9, 12))
     order = {"bilinear": 1, "nearest": 0}[interpolation]
-    expected = np.stack([np.stack([keras_numpy_image.map_coordinates(image[..., k], [c[..., 0], c[..., 1]], order,
+    expected = np.stack([np.stack([keras_numpy_image.map_coordinates(image[..., k], [c[0], c[1]], order,
                                                                       fill_mode, 0.5) for k in range(2)], axis=-1)
                          for image, c in zip(images, coords)])  # fmt: skip
     for kernels in (numpy_kernels, numba_kernels):
@@ -149,7 +148,7 @@ def test_elastic_transform_draws_and_bends_as_keras_does(rng):
     probability = draws.uniform(0.0, 0.7, 64)
     bent = draws.uniform(0, 1, 64) < probability
     alpha, sigma = theirs.get_elastic_transform_params(28, 20, draws.uniform(0.5, 1.0))
-    noise = draws.standard_normal((int(bent.sum()), 2, 28, 20)) * sigma
+    noise = draws.standard_normal((28, int(bent.sum()), 2, 20)).transpose(1, 2, 0, 3) * sigma  # as numnet lays it
     taps = int(6 * sigma) | 1
     field = keras_numpy_image.gaussian_blur(noise.reshape(-1, 28, 20, 1), (taps, taps), (sigma, sigma),
                                             "channels_last").reshape(-1, 2, 28, 20)  # fmt: skip
@@ -179,7 +178,7 @@ def test_keras_twin_of_the_elastic_transform_bends_as_numnet_does(fill_mode, int
         blurred = keras.ops.convert_to_numpy(twin.blur(keras.ops.convert_to_tensor(noise), sigma, int(6 * 0.9) | 1))
         np.testing.assert_allclose(blurred, expected.transpose(0, 2, 3, 1), atol=1e-12)
     images, displacement = rng.standard_normal((3, 9, 12, 2)), rng.normal(0, 4, (3, 9, 12, 2))
-    coords = np.stack(np.mgrid[0:9, 0:12], axis=-1) + displacement
+    coords = np.mgrid[0:9, 0:12][None] + displacement.transpose(0, 3, 1, 2)
     bent = twin.bend(keras.ops.convert_to_tensor(images), keras.ops.convert_to_tensor(displacement), interpolation)
     expected = numpy_kernels.remap(images, coords, fill_mode, 0.5, interpolation)
     np.testing.assert_allclose(keras.ops.convert_to_numpy(bent), expected, atol=1e-12)

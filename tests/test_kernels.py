@@ -184,8 +184,7 @@ def test_relu_and_dropout_match_exactly(kernels, x4, rng):
 def test_remap_and_its_gradient(kernels, x4, rng, fill_mode, interpolation):
     # Each pixel reads somewhere near it, often far outside the image.
     n, h, w, _ = x4.shape
-    grid = np.stack(np.mgrid[0:h, 0:w], axis=-1).astype(np.float64)
-    coords = grid + rng.normal(0, max(h, w) / 2, (n, h, w, 2))
+    coords = np.mgrid[0:h, 0:w][None] + rng.normal(0, max(h, w) / 2, (n, 2, h, w))
     close(kernels.remap(x4, coords, fill_mode, 0.25, interpolation),
           ref.remap(x4, coords, fill_mode, 0.25, interpolation))  # fmt: skip
     close(kernels.remap_backward(x4, coords, fill_mode, interpolation),

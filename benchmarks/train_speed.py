@@ -1,5 +1,6 @@
-"""Training speed, side by side in one run: numnet-numpy, numnet-numba, and Keras 3 on TensorFlow
-(oneDNN on and off), JAX and PyTorch where installed, on the CPU (and the GPU where there is one).
+"""Training speed, side by side in one run: numnet-numpy, numnet-numba, Keras 3 on TensorFlow
+(oneDNN on and off), JAX and PyTorch where installed, and PyTorch itself (torch.nn, see
+torch_native.py), on the CPU (and the GPU where there is one).
 
     python benchmarks/train_speed.py [--models cnn,mlp] [--rounds 3] [--threads 1,2] [--contended]
 
@@ -46,7 +47,12 @@ def child(framework: str, model_name: str, samples: int, epochs: int) -> dict:
     (x_train, y_train), _ = numnet.data.load_mnist()
     x, y = numnet.data.to_model_input(x_train[:samples]), y_train[:samples].astype(np.int64)
     batch = BATCH[model_name]
-    model = numnet.build(specs.resolve(model_name), backend=framework, seed=0)
+    if framework == "torch-native":
+        from torch_native import Trainer
+
+        model = Trainer(model_name)
+    else:
+        model = numnet.build(specs.resolve(model_name), backend=framework, seed=0)
     model.fit(x[: 2 * batch], y[: 2 * batch], epochs=1, batch_size=batch, verbose=0)  # warm-up, compile
     first_step = time.perf_counter() - START
     seconds = []
@@ -78,6 +84,8 @@ def contenders(gpu: bool, thread_counts: list[int]) -> list[tuple[str, str, dict
             ("tensorflow-cpu (oneDNN off)", "tensorflow", {**cpu_only, "TF_ENABLE_ONEDNN_OPTS": "0"}),
         ]
     rows += [(f"keras-{f}-cpu", f, cpu_only) for f in ("jax", "torch") if f in installed]
+    if importlib.util.find_spec("torch"):
+        rows.append(("pytorch-cpu (torch.nn)", "torch-native", cpu_only))
     if gpu:
         rows += [("tensorflow-gpu" if f == "tensorflow" else f"keras-{f}-gpu", f, {}) for f in sorted(installed)]
     return rows

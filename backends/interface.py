@@ -14,7 +14,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 Array = Any  # the kernel module's array type
-# What `remap` takes: fill modes (in the order a compiled module may number them) and interpolations.
+# What `warp` takes: fill modes (in the order a compiled module may number them) and interpolations.
 FILL_MODES = ("constant", "nearest", "reflect", "wrap")
 INTERPOLATIONS = ("bilinear", "nearest")
 
@@ -91,14 +91,17 @@ class Kernels(Protocol):
     def dropout_backward(self, dy: Array, keep: Array, rate: float) -> Array: ...
 
     # -- geometric warps (augmentation) -------------------------------------------------------
-    def remap(self, x: Array, coords: Any, fill_mode: str, fill_value: float, interpolation: str) -> Array:
-        """Keras' `map_coordinates` for every NHWC image and channel: output pixel (i, j) of image b
-        reads the input at row coords[b, 0, i, j], column coords[b, 1, i, j] ((N, 2, H, W), a NumPy
-        float64 array); fill_mode 'constant', 'nearest', 'reflect' or 'wrap'; interpolation
-        'bilinear' or 'nearest'."""
+    def warp(
+        self, x: Array, transforms: Any, displacement: Any, fill_mode: str, fill_value: float, interpolation: str
+    ) -> Array:
+        """Keras' `affine_transform` (and, with a displacement, its `map_coordinates`) of each NHWC
+        image: output pixel (i, j) of image b reads the input at column a0*j + a1*i + a2 (+ d[b, 1, i,
+        j]), row b0*j + b1*i + b2 (+ d[b, 0, i, j]), for its row (a0, a1, a2, b0, b1, b2) of the
+        (N, 6) `transforms` and `displacement` d, (N, 2, H, W) or None (both NumPy float64);
+        fill_mode 'constant', 'nearest', 'reflect' or 'wrap'; interpolation 'bilinear' or 'nearest'."""
 
-    def remap_backward(self, dy: Array, coords: Any, fill_mode: str, interpolation: str) -> Array:
-        """The gradient of `remap` with respect to its input images."""
+    def warp_backward(self, dy: Array, transforms: Any, displacement: Any, fill_mode: str, interpolation: str) -> Array:
+        """The gradient of `warp` with respect to its input images."""
 
     def stroke_width(self, x: Array, amounts: Any) -> tuple[Array, Array]:
         """Each NHWC image's strokes made thicker or thinner: x + |a| * (m(x) - x) with `a` its entry of

@@ -579,21 +579,24 @@ def _fold(index, size, mode):
 
 
 @njit(cache=True, inline="always")
-def _source(coords, b, i, j, nearest):
+def _source(transforms, displacement, b, i, j, nearest):
     """Where output pixel (i, j) of image b reads: first row and column, taps per axis, fractions."""
-    ys, xs = coords[b, 0, i, j], coords[b, 1, i, j]
+    xs = transforms[b, 0] * j + transforms[b, 1] * i + transforms[b, 2]
+    ys = transforms[b, 3] * j + transforms[b, 4] * i + transforms[b, 5]
+    if displacement.shape[0]:  # an elastic warp: each pixel's own displacement on top
+        ys, xs = ys + displacement[b, 0, i, j], xs + displacement[b, 1, i, j]
     if nearest:
         return int(math.floor(ys + 0.5)), int(math.floor(xs + 0.5)), 1, 0.0, 0.0
     return int(math.floor(ys)), int(math.floor(xs)), 2, ys - math.floor(ys), xs - math.floor(xs)
 
 
 @jit
-def _remap(x, coords, mode, fill_value, nearest, out):
+def _warp(x, transforms, displacement, mode, fill_value, nearest, out):
     n, h, w, c = x.shape
     for b in prange(n):
         for i in range(h):
             for j in range(w):
-                r0, c0, taps, fy, fx = _source(coords, b, i, j, nearest)
+                r0, c0, taps, fy, fx = _source(transforms, displacement, b, i, j, nearest)
                 for k in range(c):
                     total = 0.0  # float64, written once in the output's type
                     for dr in range(taps):
@@ -606,12 +609,12 @@ def _remap(x, coords, mode, fill_value, nearest, out):
 
 
 @jit
-def _remap_backward(dy, coords, mode, nearest, dx):
+def _warp_backward(dy, transforms, displacement, mode, nearest, dx):
     n, h, w, c = dy.shape
     for b in prange(n):  # each image scatters into its own gradient only: no two threads collide
         for i in range(h):
             for j in range(w):
-                r0, c0, taps, fy, fx = _source(coords, b, i, j, nearest)
+                r0, c0, taps, fy, fx = _source(transforms, displacement, b, i, j, nearest)
                 for dr in range(taps):
                     rr = _fold(r0 + dr, h, mode)
                     for dc in range(taps):
@@ -622,18 +625,26 @@ def _remap_backward(dy, coords, mode, nearest, dx):
                                 dx[b, rr, cc, k] += weight * dy[b, i, j, k]
 
 
-def remap(x, coords, fill_mode, fill_value, interpolation):
+NO_DISPLACEMENT = np.zeros((0, 2, 1, 1))
+
+
+def _arrays(transforms, displacement):
+    field = NO_DISPLACEMENT if displacement is None else np.ascontiguousarray(displacement, np.float64)
+    return np.ascontiguousarray(transforms, np.float64), field
+
+
+def warp(x, transforms, displacement, fill_mode, fill_value, interpolation):
     """One parallel pass over the batch; each output value's taps are summed in float64."""
     out = np.empty_like(x)
-    _remap(np.ascontiguousarray(x), np.ascontiguousarray(coords, np.float64), FILL_CODES[fill_mode],
-           float(fill_value), interpolation == "nearest", out)  # fmt: skip
+    _warp(np.ascontiguousarray(x), *_arrays(transforms, displacement), FILL_CODES[fill_mode], float(fill_value),
+          interpolation == "nearest", out)  # fmt: skip
     return out
 
 
-def remap_backward(dy, coords, fill_mode, interpolation):
+def warp_backward(dy, transforms, displacement, fill_mode, interpolation):
     dx = np.zeros(dy.shape, np.float64)
-    _remap_backward(np.ascontiguousarray(dy), np.ascontiguousarray(coords, np.float64), FILL_CODES[fill_mode],
-                    interpolation == "nearest", dx)  # fmt: skip
+    _warp_backward(np.ascontiguousarray(dy), *_arrays(transforms, displacement), FILL_CODES[fill_mode],
+                   interpolation == "nearest", dx)  # fmt: skip
     return dx.astype(dy.dtype)
 
 

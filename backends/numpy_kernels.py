@@ -253,11 +253,11 @@ def moving_average(moving: np.ndarray, value: np.ndarray, momentum: float) -> No
 
 
 # -- geometric warps (the augmentation layers) ---------------------------------------------------
-# Keras' `map_coordinates` (which its `affine_transform` and `elastic_transform` use): output pixel
-# (row i, column j) of image b reads the input at (coords[b, 0, i, j], coords[b, 1, i, j]) = (row,
-# column). Pixels outside the image read as the fill mode says: 'constant' (fill_value), 'nearest'
-# (the edge), 'reflect' (d c b a | a b c d | d c b a) or 'wrap' (a b c d | a b c d); see
-# interface.FILL_MODES.
+# Keras' `affine_transform`: output pixel (row i, column j) reads the input at column
+# a0*j + a1*i + a2, row b0*j + b1*i + b2, for each image's (a0, a1, a2, b0, b1, b2), plus, for an
+# elastic warp, that pixel's displacement (as Keras' `map_coordinates` reads). Pixels outside the
+# image read as the fill mode says: 'constant' (fill_value), 'nearest' (the edge), 'reflect'
+# (d c b a | a b c d | d c b a) or 'wrap' (a b c d | a b c d); see interface.FILL_MODES.
 
 
 def _fold(index: np.ndarray, size: int, fill_mode: str) -> np.ndarray:
@@ -272,9 +272,13 @@ def _fold(index: np.ndarray, size: int, fill_mode: str) -> np.ndarray:
     return np.where((index >= 0) & (index < size), index, -1)
 
 
-def _taps(coords: np.ndarray, interpolation: str) -> list:
+def _taps(transforms: np.ndarray, displacement: np.ndarray | None, h: int, w: int, interpolation: str) -> list:
     """For each output pixel of each image: the input (row, column) positions it reads, with weights."""
-    y, x = np.asarray(coords[:, 0], np.float64), np.asarray(coords[:, 1], np.float64)
+    rows, cols = np.mgrid[0:h, 0:w].astype(np.float64)
+    a0, a1, a2, b0, b1, b2 = (t[:, None, None] for t in np.asarray(transforms, np.float64).T)
+    x, y = a0 * cols + a1 * rows + a2, b0 * cols + b1 * rows + b2
+    if displacement is not None:
+        y, x = y + displacement[:, 0], x + displacement[:, 1]
     if interpolation == "nearest":
         return [(np.floor(y + 0.5).astype(np.int64), np.floor(x + 0.5).astype(np.int64), np.ones_like(x))]
     x0, y0 = np.floor(x), np.floor(y)
@@ -283,11 +287,12 @@ def _taps(coords: np.ndarray, interpolation: str) -> list:
     return [(r, c, (1 - fy) * (1 - fx)), (r, c + 1, (1 - fy) * fx), (r + 1, c, fy * (1 - fx)), (r + 1, c + 1, fy * fx)]
 
 
-def remap(x: np.ndarray, coords: np.ndarray, fill_mode: str, fill_value: float, interpolation: str) -> np.ndarray:
+def warp(x: np.ndarray, transforms: np.ndarray, displacement: np.ndarray | None, fill_mode: str, fill_value: float,
+         interpolation: str) -> np.ndarray:  # fmt: skip
     n, h, w, _ = x.shape
     out = np.zeros(x.shape, np.float64)
     batch = np.arange(n)[:, None, None]
-    for rows, cols, weight in _taps(coords, interpolation):
+    for rows, cols, weight in _taps(transforms, displacement, h, w, interpolation):
         r, c = _fold(rows, h, fill_mode), _fold(cols, w, fill_mode)
         inside = (r >= 0) & (c >= 0)
         values = np.where(inside[..., None], x[batch, np.maximum(r, 0), np.maximum(c, 0)], fill_value)
@@ -295,12 +300,13 @@ def remap(x: np.ndarray, coords: np.ndarray, fill_mode: str, fill_value: float, 
     return out.astype(x.dtype)
 
 
-def remap_backward(dy: np.ndarray, coords: np.ndarray, fill_mode: str, interpolation: str) -> np.ndarray:
-    """The gradient of `remap` with respect to its input: each tap's weight, sent back."""
+def warp_backward(dy: np.ndarray, transforms: np.ndarray, displacement: np.ndarray | None, fill_mode: str,
+                  interpolation: str) -> np.ndarray:  # fmt: skip
+    """The gradient of `warp` with respect to its input: each tap's weight, sent back."""
     n, h, w, _ = dy.shape
     dx = np.zeros(dy.shape, np.float64)
     batch = np.broadcast_to(np.arange(n)[:, None, None], (n, h, w))
-    for rows, cols, weight in _taps(coords, interpolation):
+    for rows, cols, weight in _taps(transforms, displacement, h, w, interpolation):
         r, c = _fold(rows, h, fill_mode), _fold(cols, w, fill_mode)
         inside = (r >= 0) & (c >= 0)
         np.add.at(dx, (batch[inside], r[inside], c[inside]), (weight[..., None] * dy)[inside])

@@ -3,8 +3,9 @@
 which Keras lacks (numnet.keras_layers gives Keras the same layer).
 
 In training each image gets its own random transform, drawn from the model's seeded generator (so
-a seed repeats its batches); the warps say where each output pixel reads and the kernels' `remap`
-reads there exactly as Keras' `map_coordinates` does; in inference they are the identity. Factors are fractions, as in
+a seed repeats its batches); the warps say where each output pixel reads (an affine transform, plus
+a displacement per pixel for the elastic one) and the kernels' `warp` reads there exactly as Keras'
+`affine_transform` and `map_coordinates` do; in inference they are the identity. Factors are fractions, as in
 Keras: a number f means [-f, f]; a pair means that range (of the height or width for translation,
 of a full turn for rotation, of the size for zoom: positive zooms out).
 """
@@ -53,17 +54,6 @@ def zoom_transforms(zx: np.ndarray, zy: np.ndarray, height: int, width: int) -> 
     zx, zy = np.asarray(zx, np.float64), np.asarray(zy, np.float64)
     zero = np.zeros_like(zx)
     return np.column_stack([zx, zero, (width - 1) / 2 * (1 - zx), zero, zy, (height - 1) / 2 * (1 - zy)])
-
-
-def affine_coordinates(transforms: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Where each output pixel reads under each (N, 6) affine transform: (N, 2, height, width) of (row,
-    column) = (b0*j + b1*i + b2, a0*j + a1*i + a2) at output row i, column j, as Keras' matrices say."""
-    a0, a1, a2, b0, b1, b2 = (t[:, None, None] for t in np.asarray(transforms, np.float64).T)
-    rows, cols = np.arange(height, dtype=np.float64)[:, None], np.arange(width, dtype=np.float64)[None, :]
-    coords = np.empty((len(a0), 2, height, width))
-    coords[:, 0] = b0 * cols + b1 * rows + b2  # in this order, as the kernels summed it before
-    coords[:, 1] = a0 * cols + a1 * rows + a2
-    return coords
 
 
 def gaussian_blur_matrix(size: int, sigma: float) -> np.ndarray:
@@ -138,16 +128,18 @@ class RandomWarp(ImageAugmentation):
     def check_factors(self) -> None:
         raise NotImplementedError
 
-    def coordinates(self, drawn: np.ndarray, height: int, width: int) -> np.ndarray:
-        return affine_coordinates(drawn, height, width)
+    def transforms(self, drawn: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """The kernels' (affine transforms, displacement) for what `draw` drew: an affine layer draws
+        the transforms."""
+        return drawn, None
 
     def apply(self, x, drawn):
         c = self.config
-        coords = self.coordinates(drawn, *x.shape[1:3])
-        return self.kernels.remap(x, coords, c["fill_mode"], c["fill_value"], c["interpolation"]), coords
+        return self.kernels.warp(x, *self.transforms(drawn), c["fill_mode"], c["fill_value"], c["interpolation"]), None
 
-    def apply_backward(self, dy, drawn, coords):
-        return self.kernels.remap_backward(dy, coords, self.config["fill_mode"], self.config["interpolation"])
+    def apply_backward(self, dy, drawn, saved):
+        return self.kernels.warp_backward(dy, *self.transforms(drawn), self.config["fill_mode"],
+                                          self.config["interpolation"])  # fmt: skip
 
 
 class RandomTranslation(RandomWarp):
@@ -250,11 +242,11 @@ class RandomElasticTransform(RandomWarp):
         self.value_range = value_range(self.type, self.config["value_range"])
 
     def draw(self, rng, n, height, width):
-        """Keras' draws: a probability and a threshold per image, one scale per batch, then the noise."""
+        """Keras' draws: a probability and a threshold per image, one scale per batch, then the noise;
+        returns each pixel's (row, column) displacement, (N, 2, H, W)."""
         probability = rng.uniform(*self.factor_range, size=n)
         bent = rng.uniform(0.0, 1.0, size=n) < probability
-        coords = np.empty((n, 2, height, width))
-        coords[:, 0], coords[:, 1] = np.mgrid[0:height, 0:width]
+        displacement = np.zeros((n, 2, height, width))
         s = rng.uniform(*self.scale_range)
         alpha, sigma = max(height, width) * 0.1 * s, min(height, width) * 0.05 * s
         if sigma > 0 and bent.any():
@@ -265,22 +257,22 @@ class RandomElasticTransform(RandomWarp):
             down = gaussian_blur_matrix(height, sigma) @ noise
             both = down.reshape(-1, width) @ gaussian_blur_matrix(width, sigma).T
             field = both.reshape(height, -1, 2, width).transpose(1, 2, 0, 3)
-            for image, displacement in zip(np.flatnonzero(bent), field):  # (a mask's scatter is slower)
-                coords[image] += (alpha * sigma) * displacement
-        return coords
+            for image, own in zip(np.flatnonzero(bent), field):  # (a mask's scatter is slower)
+                displacement[image] = (alpha * sigma) * own
+        return displacement
 
-    def coordinates(self, drawn, height, width):
-        return drawn
+    def transforms(self, displacement):
+        identity = np.broadcast_to(np.array([1.0, 0.0, 0.0, 0.0, 1.0, 0.0]), (len(displacement), 6))
+        return identity, displacement
 
-    def apply(self, x, coords):
-        y, _ = super().apply(x, coords)
+    def apply(self, x, displacement):
+        y, _ = super().apply(x, displacement)
         low, high = self.value_range
         inside = (y >= low) & (y <= high)
-        return np.clip(y, low, high).astype(y.dtype, copy=False), (coords, inside)
+        return np.clip(y, low, high).astype(y.dtype, copy=False), inside
 
-    def apply_backward(self, dy, coords, saved):
-        coords, inside = saved
-        return super().apply_backward(dy * inside, coords, coords)
+    def apply_backward(self, dy, displacement, inside):
+        return super().apply_backward(dy * inside, displacement, None)
 
 
 def unit_range(layer: str, key: str, value: Any) -> tuple[float, float]:

@@ -92,7 +92,7 @@ def register() -> dict[str, type]:
 
         def bend(self, images: Any, displacement: Any, interpolation: str) -> Any:
             """Each output pixel read at its own place plus its (N, H, W, 2) displacement (rows,
-            columns), as Keras' map_coordinates reads (numnet's `remap`)."""
+            columns), as Keras' map_coordinates reads (numnet's `warp` with a displacement)."""
             ops = keras.ops
             n, h, w = ops.shape(images)[0], images.shape[1], images.shape[2]
             rows = ops.cast(ops.reshape(ops.arange(h), (1, h, 1)), displacement.dtype) + displacement[..., 0]

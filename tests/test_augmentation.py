@@ -14,7 +14,6 @@ from gradcheck import check_layer  # noqa: E402
 
 import numnet  # noqa: E402
 from numnet.augmentation import (  # noqa: E402
-    affine_coordinates,
     gaussian_blur_matrix,
     rotation_transforms,
     translation_transforms,
@@ -64,8 +63,7 @@ def test_the_warp_is_keras_affine_transform(fill_mode, interpolation, rng):
                                   rng.normal(0, 0.3, 4), rng.normal(1, 0.3, 4), rng.normal(0, 3, 4)])  # fmt: skip
     keras_transforms = np.concatenate([transforms, np.zeros((4, 2))], axis=1).astype(np.float32)
     expected = keras_numpy_image.affine_transform(images, keras_transforms, interpolation, fill_mode, 0.5)
-    coords = affine_coordinates(keras_transforms[:, :6], 13, 11)
-    ours = numpy_kernels.remap(images, coords, fill_mode, 0.5, interpolation)
+    ours = numpy_kernels.warp(images, keras_transforms[:, :6], None, fill_mode, 0.5, interpolation)
     np.testing.assert_allclose(ours, expected, atol=1e-5)
 
 
@@ -92,8 +90,7 @@ def test_each_layer_warps_as_its_keras_layer_on_the_same_draw(config, mnist_inpu
     expected, transforms = keras_draws(theirs, images)
     c = ours.config
     for kernels in (numpy_kernels, numba_kernels):
-        coords = affine_coordinates(transforms, *images.shape[1:3])
-        warped = kernels.remap(images, coords, c["fill_mode"], c["fill_value"], c["interpolation"])
+        warped = kernels.warp(images, transforms, None, c["fill_mode"], c["fill_value"], c["interpolation"])
         assert np.abs(warped - expected).max() <= 1e-4, kernels.NAME
     assert np.abs(expected - images).max() > 0.5  # the draw really moved the digits
 
@@ -106,16 +103,17 @@ ELASTIC = {"type": "RandomElasticTransform", "factor": [0.5, 1.0], "scale": 1.0,
 
 @pytest.mark.parametrize("interpolation", ["bilinear", "nearest"])
 @pytest.mark.parametrize("fill_mode", ["constant", "nearest", "reflect", "wrap"])
-def test_remap_is_keras_map_coordinates(fill_mode, interpolation, rng):
-    """Any field of coordinates, read as Keras' NumPy `map_coordinates` reads it, far outside too."""
-    images = rng.standard_normal((3, 9, 12, 2))
-    coords = np.mgrid[0:9, 0:12][None] + rng.normal(0, 4, (3, 2, 9, 12))
+def test_a_displaced_warp_is_keras_map_coordinates(fill_mode, interpolation, rng):
+    """Any displacement of each pixel, read as Keras' NumPy `map_coordinates` reads it, far outside too."""
+    images, displacement = rng.standard_normal((3, 9, 12, 2)), rng.normal(0, 4, (3, 2, 9, 12))
+    coords = np.mgrid[0:9, 0:12][None] + displacement
+    identity = np.tile([1.0, 0, 0, 0, 1, 0], (3, 1))
     order = {"bilinear": 1, "nearest": 0}[interpolation]
     expected = np.stack([np.stack([keras_numpy_image.map_coordinates(image[..., k], [c[0], c[1]], order,
                                                                       fill_mode, 0.5) for k in range(2)], axis=-1)
                          for image, c in zip(images, coords)])  # fmt: skip
     for kernels in (numpy_kernels, numba_kernels):
-        ours = kernels.remap(images, coords, fill_mode, 0.5, interpolation)
+        ours = kernels.warp(images, identity, displacement, fill_mode, 0.5, interpolation)
         np.testing.assert_allclose(ours, expected, atol=1e-6)  # Keras computes in float32
 
 
@@ -178,9 +176,9 @@ def test_keras_twin_of_the_elastic_transform_bends_as_numnet_does(fill_mode, int
         blurred = keras.ops.convert_to_numpy(twin.blur(keras.ops.convert_to_tensor(noise), sigma, int(6 * 0.9) | 1))
         np.testing.assert_allclose(blurred, expected.transpose(0, 2, 3, 1), atol=1e-12)
     images, displacement = rng.standard_normal((3, 9, 12, 2)), rng.normal(0, 4, (3, 9, 12, 2))
-    coords = np.mgrid[0:9, 0:12][None] + displacement.transpose(0, 3, 1, 2)
     bent = twin.bend(keras.ops.convert_to_tensor(images), keras.ops.convert_to_tensor(displacement), interpolation)
-    expected = numpy_kernels.remap(images, coords, fill_mode, 0.5, interpolation)
+    identity = np.tile([1.0, 0, 0, 0, 1, 0], (3, 1))
+    expected = numpy_kernels.warp(images, identity, displacement.transpose(0, 3, 1, 2), fill_mode, 0.5, interpolation)
     np.testing.assert_allclose(keras.ops.convert_to_numpy(bent), expected, atol=1e-12)
 
 

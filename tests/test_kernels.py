@@ -78,8 +78,8 @@ COVERED = {"dense_forward", "dense_backward", "conv2d_forward", "conv2d_backward
            "maxpool2d_backward", "channel_moments", "scale_shift", "batchnorm_backward", "relu_forward",
            "relu_backward", "dropout_forward", "dropout_backward", "adam_update", "sgd_update", "asarray",
            "to_numpy", "zeros", "ones", "one_hot", "count_correct", "inverse_std", "moving_average", "softmax",
-           "softmax_backward", "softmax_cross_entropy", "dropout_mask", "remap",
-           "remap_backward", "stroke_width", "stroke_width_backward", "contrast",
+           "softmax_backward", "softmax_cross_entropy", "dropout_mask", "warp",
+           "warp_backward", "stroke_width", "stroke_width_backward", "contrast",
            "contrast_backward"}  # fmt: skip
 
 
@@ -181,14 +181,17 @@ def test_relu_and_dropout_match_exactly(kernels, x4, rng):
 
 @pytest.mark.parametrize("interpolation", ["bilinear", "nearest"])
 @pytest.mark.parametrize("fill_mode", ["constant", "nearest", "reflect", "wrap"])
-def test_remap_and_its_gradient(kernels, x4, rng, fill_mode, interpolation):
-    # Each pixel reads somewhere near it, often far outside the image.
+def test_warp_and_its_gradient(kernels, x4, rng, fill_mode, interpolation):
+    # Rotations, shears, shifts and zooms large enough to read far outside the image, alone and
+    # with a displacement per pixel.
     n, h, w, _ = x4.shape
-    coords = np.mgrid[0:h, 0:w][None] + rng.normal(0, max(h, w) / 2, (n, 2, h, w))
-    close(kernels.remap(x4, coords, fill_mode, 0.25, interpolation),
-          ref.remap(x4, coords, fill_mode, 0.25, interpolation))  # fmt: skip
-    close(kernels.remap_backward(x4, coords, fill_mode, interpolation),
-          ref.remap_backward(x4, coords, fill_mode, interpolation))  # fmt: skip
+    transforms = np.column_stack([rng.normal(1, 0.4, n), rng.normal(0, 0.4, n), rng.normal(0, 4, n),
+                                  rng.normal(0, 0.4, n), rng.normal(1, 0.4, n), rng.normal(0, 4, n)])  # fmt: skip
+    for displacement in (None, rng.normal(0, max(h, w) / 2, (n, 2, h, w))):
+        close(kernels.warp(x4, transforms, displacement, fill_mode, 0.25, interpolation),
+              ref.warp(x4, transforms, displacement, fill_mode, 0.25, interpolation))  # fmt: skip
+        close(kernels.warp_backward(x4, transforms, displacement, fill_mode, interpolation),
+              ref.warp_backward(x4, transforms, displacement, fill_mode, interpolation))  # fmt: skip
 
 
 def test_stroke_width_and_its_gradient_match_exactly_including_ties(kernels, x4, rng):

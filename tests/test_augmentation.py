@@ -197,7 +197,8 @@ def test_keras_twin_bends_each_image_of_a_compiled_batch_by_its_own_field(mnist_
         distance = ((bent[:, None] - images[None]) ** 2).sum(axis=(2, 3, 4))  # bent image i to input j
         own = (distance.argmin(axis=1) == np.arange(16)).mean()
         if layer is keras.layers.RandomElasticTransform:
-            assert own < 0.5  # Keras 3.15's bug: most images became the first one, bent
+            if keras.__version__.startswith("3.15."):  # the version the README names
+                assert own < 0.5  # its bug: most images became the first one, bent
         else:
             assert own == 1.0 and np.abs(bent - images).max() > 0.3
 

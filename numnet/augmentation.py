@@ -110,7 +110,7 @@ class ImageAugmentation(Layer):
 
 
 class RandomWarp(ImageAugmentation):
-    """What the warps share: the fill options, and reading each output pixel where `coordinates` says."""
+    """What the warps share: the fill options, and reading each output pixel where `transforms` says."""
 
     fill_options = {"fill_mode": "reflect", "interpolation": "bilinear", "fill_value": 0.0}
 

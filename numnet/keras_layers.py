@@ -27,7 +27,9 @@ def register() -> dict[str, type]:
     the backend it was first imported with)."""
     import keras
 
-    @keras.saving.register_keras_serializable(package=augmentation.RandomStrokeWidth.keras_package)
+    package = augmentation.RandomStrokeWidth.keras_package  # numnet's Keras classes, one package
+
+    @keras.saving.register_keras_serializable(package=package)
     class RandomStrokeWidth(keras.layers.Layer):
         """numnet.augmentation.RandomStrokeWidth in Keras ops: max pooling with stride 1 is the
         grey-scale dilation over the 3x3 square, and erosion is the dilation of -x, negated."""
@@ -58,7 +60,7 @@ def register() -> dict[str, type]:
         def get_config(self) -> dict[str, Any]:
             return {**super().get_config(), "factor": self.factor, "seed": self.seed}
 
-    @keras.saving.register_keras_serializable(package="numnet")
+    @keras.saving.register_keras_serializable(package=package)
     class RandomElasticTransform(keras.layers.RandomElasticTransform):
         """Keras' layer, each image bent by its own two fields (see the module's docstring)."""
 

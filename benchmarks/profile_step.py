@@ -16,10 +16,10 @@ import numnet
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backend", default="numba", choices=("numpy", "numba"))
-    parser.add_argument("--model", default="cnn", choices=("mlp", "cnn"))
+    parser.add_argument("--model", default="cnn", choices=("mlp", "cnn", "best"))
     parser.add_argument("--steps", type=int, default=5)
     args = parser.parse_args()
-    batch = 1024 if args.model == "cnn" else 100
+    batch = {"cnn": 1024, "mlp": 100, "best": numnet.specs.BEST_BATCH}[args.model]
     (x_train, y_train), _ = numnet.data.load_mnist()
     x, y = numnet.data.to_model_input(x_train[:batch]), y_train[:batch]
     model = numnet.build(numnet.specs.resolve(args.model), backend=args.backend)

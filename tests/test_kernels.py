@@ -116,14 +116,17 @@ def test_conv2d(kernels, x4, rng, padding, k):
 
 
 @pytest.mark.parametrize("cin", [1, 5])
+@pytest.mark.parametrize("k", [2, 3])
 @pytest.mark.parametrize("need_dx", [True, False])
-def test_conv2d_in_pieces_of_the_batch(kernels, rng, monkeypatch, cin, need_dx):
+def test_conv2d_in_pieces_of_the_batch(kernels, rng, monkeypatch, cin, k, need_dx):
     """Modules that build the im2col matrix a few images at a time (COLUMN_CHUNK_BYTES) give the
-    same gradients when the pieces split the batch unevenly: 2 images a piece for 5 images."""
+    same gradients when the pieces split the batch unevenly: 2 images a piece for 5 images. One
+    input channel takes the direct path (3x3 written out, other sizes looped)."""
+    ho, wo = 10 - k, 8 - k
     if hasattr(kernels, "COLUMN_CHUNK_BYTES"):
-        monkeypatch.setattr(kernels, "COLUMN_CHUNK_BYTES", 2 * 7 * 5 * 9 * cin * 4)
+        monkeypatch.setattr(kernels, "COLUMN_CHUNK_BYTES", 2 * ho * wo * k * k * cin * 4)
     x = rng.standard_normal((5, 9, 7, cin)).astype(np.float32)
-    w, b = rng.standard_normal((3, 3, cin, 4)).astype(np.float32), rng.standard_normal(4).astype(np.float32)
+    w, b = rng.standard_normal((k, k, cin, 4)).astype(np.float32), rng.standard_normal(4).astype(np.float32)
     y, cache = kernels.conv2d_forward(x, w, b, "valid")
     y_ref, cache_ref = ref.conv2d_forward(x, w, b, "valid")
     close(y, y_ref)

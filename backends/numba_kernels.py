@@ -241,7 +241,7 @@ def _conv_single_channel_grads(x, dy, kh, kw, chunks):
     partial = np.zeros((chunks, kh * kw + 1, cout), dtype=np.float64)
     for t in prange(chunks):
         for b in range(t * n // chunks, (t + 1) * n // chunks):
-            acc = np.zeros((kh * kw + 1, cout), dtype=dy.dtype)
+            acc = np.zeros((kh * kw, cout), dtype=dy.dtype)  # the kernel rows; the bias row sums in partial
             for oy in range(ho):
                 for ox in range(wo):
                     for i in range(kh):

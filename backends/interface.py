@@ -128,7 +128,9 @@ class Kernels(Protocol):
     def sgd_update(self, param: Array, grad: Array, learning_rate: float) -> None: ...
 
 
-OPTIONAL = ("scale_relu_maxpool", "scale_relu_maxpool_backward")  # fused kernels a module may add
+# Fused kernels a module may add (numnet.fusion): batch norm -> ReLU -> 2x2 max pool, forward and
+# backward, and the backward of a one-channel conv (needing no input gradient) followed by those three.
+OPTIONAL = ("scale_relu_maxpool", "scale_relu_maxpool_backward", "conv_scale_relu_maxpool_backward")
 
 
 def interface_functions() -> list[str]:

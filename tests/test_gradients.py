@@ -38,6 +38,46 @@ def test_fused_batchnorm_relu_maxpool_backward(training, rng):
     check_layer(op, rng.standard_normal((3, 6, 5, 4)), training, rng)
 
 
+@pytest.mark.parametrize("padding", ["valid", "same"])
+@pytest.mark.parametrize("training", [True, False], ids=["training", "inference"])
+def test_fused_first_conv_block_backward(training, padding, rng):
+    """A one-channel Conv2D first, then BatchNormReluMaxPool: one backward kernel sets all four
+    parameter gradients (and no input gradient, which nothing before it wants)."""
+    from numnet.fusion import ConvBatchNormReluMaxPool, fuse
+
+    conv_config = {"type": "Conv2D", "filters": 4, "kernel_size": 3, "padding": padding}
+    conv = build_layer(conv_config, (3, 9, 8, 1), "numba", rng)
+    after = conv.output_shape
+    bn, relu, pool = (build_layer(config, (3, *after), "numba", rng)
+                      for config in ({"type": "BatchNormalization"}, {"type": "Activation", "activation": "relu"},
+                                     {"type": "MaxPooling2D"}))  # fmt: skip
+    (op,) = fuse([conv, bn, relu, pool])
+    assert isinstance(op, ConvBatchNormReluMaxPool)
+    x = rng.standard_normal((3, 9, 8, 1))
+    r = rng.standard_normal((3, *pool.output_shape))
+
+    def loss() -> float:
+        return float((r * op.forward(x, training)).sum())
+
+    op.forward(x, training)
+    assert op.backward(r) is None
+    for layer in (conv, bn):
+        for name, param in layer.params.items():
+            idx = sample_indices(param.size, rng)
+            numeric = numerical_gradient(loss, param, idx)
+            assert_close_gradients(layer.grads[name].reshape(-1)[idx], numeric, f"{layer.type} {name}")
+
+
+def test_only_a_first_one_channel_conv_joins_its_batchnorm_block(rng):
+    from numnet.fusion import BatchNormReluMaxPool, ConvBatchNormReluMaxPool
+
+    seed_cnn = numnet.build(numnet.specs.cnn(), backend="numba")
+    assert [type(op) for op in seed_cnn.ops[:2]] == [ConvBatchNormReluMaxPool, numnet.layers.Dropout]
+    assert isinstance(seed_cnn.ops[3], BatchNormReluMaxPool)  # the 64-channel conv needs its input gradient
+    assert seed_cnn.ops[2].type == "Conv2D"
+    assert numnet.build(numnet.specs.cnn(), backend="numpy").ops[0].type == "Conv2D"  # the reference fuses nothing
+
+
 def test_fused_softmax_cross_entropy_gradient(backend, rng):
     kernels = get_backend(backend).kernels()
     logits = rng.standard_normal((5, 10)) * 3

@@ -188,6 +188,29 @@ def test_fused_batchnorm_relu_maxpool_matches_the_three_kernels(fused_kernels, r
     close(fused_grads, expected)
 
 
+@pytest.mark.parametrize("batch_statistics", [True, False])
+@pytest.mark.parametrize("k,padding", [(3, "valid"), (3, "same"), (2, "valid")])
+def test_fused_first_conv_block_backward_equals_the_unfused_kernels(fused_kernels, rng, k, padding, batch_statistics):
+    """The same sums in the same order: the same bits as batch norm's backward, then the conv's."""
+    kernels = fused_kernels
+    images = rng.random((5, 10, 9, 1)).astype(np.float32)
+    kernel = rng.standard_normal((k, k, 1, 6)).astype(np.float32)
+    x, cache = kernels.conv2d_forward(images, kernel, np.zeros(6, np.float32), padding)
+    mean, var = ref.channel_moments(x)
+    gamma = rng.uniform(0.5, 1.5, 6).astype(np.float32)
+    inv_std = (1 / np.sqrt(var + 1e-3)).astype(np.float32)
+    _, argmax = kernels.scale_relu_maxpool(x, gamma * inv_std, rng.standard_normal(6).astype(np.float32))
+    dy = rng.standard_normal(argmax.shape).astype(np.float32)
+
+    dx, dgamma, dbeta = kernels.scale_relu_maxpool_backward(x, dy, argmax, gamma, mean, inv_std, batch_statistics)
+    _, dkernel, dbias = kernels.conv2d_backward(images, kernel, dx, padding, cache, need_dx=False)
+    fused = kernels.conv_scale_relu_maxpool_backward(
+        images, kernel.shape, padding, x, dy, argmax, gamma, mean, inv_std, batch_statistics
+    )
+    for got, expected in zip(fused, (dkernel, dbias, dgamma, dbeta)):
+        np.testing.assert_array_equal(got, expected)
+
+
 def test_relu_and_dropout_match_exactly(kernels, x4, rng):
     y = kernels.relu_forward(x4)
     np.testing.assert_array_equal(y, ref.relu_forward(x4))

@@ -128,9 +128,28 @@ class Kernels(Protocol):
     def sgd_update(self, param: Array, grad: Array, learning_rate: float) -> None: ...
 
 
-# Fused kernels a module may add (numnet.fusion): batch norm -> ReLU -> 2x2 max pool, forward and
-# backward, and the backward of a one-channel conv (needing no input gradient) followed by those three.
-OPTIONAL = ("scale_relu_maxpool", "scale_relu_maxpool_backward", "conv_scale_relu_maxpool_backward")
+class FusedKernels(Protocol):
+    """Kernels for runs of layers (numnet.fusion) that a module may add, all or none: the model
+    then runs each run as one op. The same results as the separate kernels."""
+
+    def scale_relu_maxpool(self, x: Array, scale: Array, shift: Array) -> tuple[Array, Array]:
+        """maxpool(relu(x * scale + shift)), 2x2, and each window's winner (0..3, or BLOCKED where
+        ReLU stopped the window's maximum): batch norm in inference form, ReLU and pool in one pass."""
+
+    def scale_relu_maxpool_backward(
+        self, x: Array, dy: Array, argmax: Array, gamma: Array, mean: Array, inv_std: Array, batch_statistics: bool
+    ) -> tuple[Array, Array, Array]:
+        """Batch norm's (dx, dgamma, dbeta) through ReLU and the pool, from the pooled gradient dy."""
+
+    def conv_scale_relu_maxpool_backward(
+        self, images: Array, kernel_shape: tuple, padding: str, x: Array, dy: Array, argmax: Array, gamma: Array,
+        mean: Array, inv_std: Array, batch_statistics: bool,
+    ) -> tuple[Array, Array, Array, Array]:  # fmt: skip
+        """(dkernel, dbias, dgamma, dbeta) of a one-channel conv on `images` whose output x runs
+        through batch norm, ReLU and the pool: a first layer, so no input gradient."""
+
+
+OPTIONAL = tuple(name for name in vars(FusedKernels) if not name.startswith("_"))
 
 
 def interface_functions() -> list[str]:

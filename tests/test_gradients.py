@@ -68,7 +68,7 @@ def test_fused_first_conv_block_backward(training, padding, rng):
             assert_close_gradients(layer.grads[name].reshape(-1)[idx], numeric, f"{layer.type} {name}")
 
 
-def test_only_a_first_one_channel_conv_joins_its_batchnorm_block(rng):
+def test_only_a_first_one_channel_conv_joins_its_batchnorm_block():
     from numnet.fusion import BatchNormReluMaxPool, ConvBatchNormReluMaxPool
 
     seed_cnn = numnet.build(numnet.specs.cnn(), backend="numba")

@@ -19,7 +19,7 @@ import pytest
 import numnet
 from numnet.backends import KERNEL_MODULES
 from numnet.backends import numpy_kernels as ref
-from numnet.backends.interface import Kernels, interface_functions, missing_functions
+from numnet.backends.interface import OPTIONAL, FusedKernels, Kernels, interface_functions, missing_functions
 
 RTOL, ATOL = 1e-5, 1e-6
 MODULES = {name: importlib.import_module(module) for name, (module, _) in KERNEL_MODULES.items()}
@@ -58,6 +58,15 @@ def any_kernels(request, monkeypatch):
 def fused_kernels(request, monkeypatch):
     """Modules with the optional fused kernels (numnet.backends.interface.OPTIONAL)."""
     return _variant(request, monkeypatch)
+
+
+@pytest.mark.parametrize("name", sorted(MODULES))
+def test_fused_kernels_come_all_or_none_with_the_written_signatures(name):
+    present = [function for function in OPTIONAL if hasattr(MODULES[name], function)]
+    assert present in ([], list(OPTIONAL))
+    for function in present:
+        wanted = list(inspect.signature(getattr(FusedKernels, function)).parameters)[1:]
+        assert list(inspect.signature(getattr(MODULES[name], function)).parameters) == wanted, function
 
 
 @pytest.mark.parametrize("name", sorted(MODULES))

@@ -547,7 +547,7 @@ def conv_scale_relu_maxpool_backward(images, kernel_shape, padding, x, dy, argma
     """A one-channel convolution's kernel and bias gradients (it needs no input gradient) and its
     batch norm's gamma and beta gradients, through ReLU and max pool, without the gradient of the
     convolution's output ever in memory."""
-    kh, kw, _, cout = kernel_shape
+    kh, kw = kernel_shape[:2]
     dgamma, dbeta, (a, b, k) = _pooled_batchnorm_coefficients(x, dy, argmax, gamma, mean, inv_std, batch_statistics)
     padded = np.ascontiguousarray(numpy_kernels.pad_input(images, kh, kw, padding))
     grads = _conv_block_grads(padded, x, dy, argmax, mean, a, b, k, kh, kw, _chunks(x.shape[0]))

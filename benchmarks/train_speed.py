@@ -128,6 +128,27 @@ def summarise(runs: list[dict]) -> dict:
     return rows
 
 
+def best_setting_ratios(runs: list[dict]) -> dict[tuple[str, str], list[float]]:
+    """A framework measured in several settings (TensorFlow with oneDNN on and off) is judged by its
+    fastest one in each round, since a user would pick that one."""
+    fastest: dict[tuple[str, str, int], dict] = {}
+    settings: dict[tuple[str, str], set[str]] = {}
+    for run in runs:
+        framework, _, setting = run["contender"].partition(" (")
+        if run["contended"] or "epoch_seconds" not in run or not setting:
+            continue
+        settings.setdefault((run["model"], framework), set()).add(setting)
+        key = (run["model"], framework, run["round"])
+        if key not in fastest or run["epoch_seconds"] < fastest[key]["epoch_seconds"]:
+            fastest[key] = run
+    ratios: dict[tuple[str, str], list[float]] = {}
+    for (model, framework, _), run in fastest.items():
+        numba = same_run(runs, run, contender="numnet-numba")
+        if numba and len(settings[(model, framework)]) > 1:
+            ratios.setdefault((model, framework), []).append(run["epoch_seconds"] / numba["epoch_seconds"])
+    return ratios
+
+
 def spread(values: list[float], digits: int = 2) -> str:
     if not values:
         return ""
@@ -156,6 +177,8 @@ def table(runs: list[dict], info: dict, peak: float, flops: dict, rounds: int) -
             f"| {model} | {contender} | {spread(row['epochs'])} | {spread(row['ratios'])} | {gflops:.1f}"
             f" | {100 * gflops / peak:.0f} | {row['peak_rss_mib']:,.0f} | {row['first_step_seconds']:.1f} |"
         )
+    for (model, framework), ratios in best_setting_ratios(runs).items():
+        lines.append(f"\n{model}, {framework} at its fastest setting in each round: × numnet-numba {spread(ratios)}")
     failed = sorted({(r["model"], r["contender"], r["error"][:80]) for r in runs if "error" in r})
     lines += [f"\n{model} {contender}: failed ({error})" for model, contender, error in failed]
     if any(contended for (_, _, contended) in rows):

@@ -84,7 +84,9 @@ PARALLEL_MIN_ELEMENTS = 1 << 15  # below this, waking the thread pool costs more
 class jit:
     """A kernel compiled twice, parallel and serial; each call picks by the size of its first
     argument (an array, or an element count). Small arrays, as in the MLP at batch 100, would
-    otherwise spend more time waking threads than computing."""
+    otherwise spend more time waking threads than computing. One image (an array whose leading
+    axis is 1) runs serially whatever its size: most kernels share their work out by image, and
+    a drawn digit's largest array (the seed CNN's 26x26x64) costs less than waking the pool."""
 
     def __init__(self, kernel) -> None:
         serial = types.FunctionType(kernel.__code__, kernel.__globals__, kernel.__name__ + "_serial")
@@ -95,7 +97,10 @@ class jit:
 
     def __call__(self, *args):
         first = args[0]
-        size = first.size if isinstance(first, np.ndarray) else first
+        if isinstance(first, np.ndarray):
+            size = first.size if first.ndim == 1 or first.shape[0] > 1 else 0
+        else:
+            size = first
         return (self.parallel if size >= PARALLEL_MIN_ELEMENTS else self.serial)(*args)
 
 

@@ -79,6 +79,20 @@ def test_module_implements_the_whole_interface(name):
         assert list(inspect.signature(getattr(module, function)).parameters) == wanted, function
 
 
+def test_numba_picks_serial_for_small_arrays_and_for_one_image(monkeypatch):
+    """The parallel twin only where there is work to share: not below the size threshold, and not
+    for one image, however large (a drawn digit would wait for the pool to wake)."""
+    numba_kernels = MODULES["numba"]
+    kernel = numba_kernels._relu
+    calls = []
+    monkeypatch.setattr(kernel, "serial", lambda x: calls.append(("serial", x.shape)))
+    monkeypatch.setattr(kernel, "parallel", lambda x: calls.append(("parallel", x.shape)))
+    big = numba_kernels.PARALLEL_MIN_ELEMENTS
+    for shape in [(1, 26, 26, 64), (2, 26, 26, 64), (4, 8), (big,), (1, big)]:
+        kernel(np.zeros(shape, np.float32))
+    assert [variant for variant, _ in calls] == ["serial", "parallel", "serial", "parallel", "serial"]
+
+
 def test_every_interface_function_has_a_reference_test():
     assert set(interface_functions()) <= COVERED
 

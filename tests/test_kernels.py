@@ -85,12 +85,12 @@ def test_numba_picks_serial_for_small_arrays_and_for_one_image(monkeypatch):
     numba_kernels = MODULES["numba"]
     kernel = numba_kernels._relu
     calls = []
-    monkeypatch.setattr(kernel, "serial", lambda x: calls.append(("serial", x.shape)))
-    monkeypatch.setattr(kernel, "parallel", lambda x: calls.append(("parallel", x.shape)))
+    monkeypatch.setattr(kernel, "serial", lambda x: calls.append("serial"))
+    monkeypatch.setattr(kernel, "parallel", lambda x: calls.append("parallel"))
     big = numba_kernels.PARALLEL_MIN_ELEMENTS
     for shape in [(1, 26, 26, 64), (2, 26, 26, 64), (4, 8), (big,), (1, big)]:
         kernel(np.zeros(shape, np.float32))
-    assert [variant for variant, _ in calls] == ["serial", "parallel", "serial", "parallel", "serial"]
+    assert calls == ["serial", "parallel", "serial", "parallel", "serial"]
 
 
 def test_every_interface_function_has_a_reference_test():

@@ -9,7 +9,9 @@ Each measurement is a fresh process on the seed specs at the seed's batch sizes 
 60,000-sample epochs (numnet-numpy, the readable reference, trains a tenth of the CNN epoch and is
 scaled). Rounds alternate the contenders, each round in a rotated order, so a noisy neighbour
 hits all of them alike; a ratio is taken within each round and reported as the median and range
-over rounds. `--threads` adds numnet-numba rows at those thread counts (NUMNET_NUM_THREADS).
+over rounds; a framework measured in two settings (TensorFlow, oneDNN on and off) is also judged
+by its fastest setting in each round, as issue #12's goals are. `--threads` adds numnet-numba rows
+at those thread counts (NUMNET_NUM_THREADS).
 `--contended` runs every measurement twice, alone and beside one busy-looping process, and
 reports each contender's slowdown (written to results/train_speed_contended.*). Also reports peak
 memory (max RSS of the process, data included), achieved GFLOP/s (see common.py) against the

@@ -21,6 +21,16 @@ from numnet import drawings  # noqa: E402
 from numnet.io import models_dir  # noqa: E402
 
 
+def row_names(paths: list[Path]) -> dict[str, Path]:
+    """Each model's row name: its file's stem, or folder/stem where two runs saved the same name (two
+    seeds' best.npz), so no row silently replaces another."""
+    stems = [path.stem for path in paths]
+    names = {(path.stem if stems.count(path.stem) == 1 else f"{path.parent.name}/{path.stem}"): path for path in paths}
+    if len(names) < len(paths):
+        raise SystemExit(f"two models would share a row name: {[str(p) for p in paths]}; give them distinct files")
+    return names
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("models", nargs="*", type=Path)
@@ -31,11 +41,10 @@ def main(argv: list[str] | None = None) -> int:
     x_test, y_test = numnet.data.to_model_input(mnist_test[0]), mnist_test[1]
     sets = {"MNIST test (as stored)": (x_test[: args.count], y_test[: args.count])}
     sets.update({name: drawings.drawing_set(name, mnist_test, args.count) for name in drawings.SETS})
-    rows = {}
-    for path in paths:
-        model = numnet.load(path, backend="numba")
-        rows[path.stem] = drawings.accuracies(model.predict, sets)
-    result = {"machine": machine(), "count": args.count, "models": {p.stem: str(p) for p in paths}, "accuracy": rows}
+    names = row_names(paths)
+    rows = {name: drawings.accuracies(numnet.load(path, backend="numba").predict, sets) for name, path in names.items()}
+    models = {name: str(path) for name, path in names.items()}
+    result = {"machine": machine(), "count": args.count, "models": models, "accuracy": rows}
     header = "| model | " + " | ".join(sets) + " |\n|---|" + "---:|" * len(sets) + "\n"
     body = "".join(f"| {name} | " + " | ".join(f"{a:.2%}" for a in accuracy.values()) + " |\n"
                    for name, accuracy in rows.items())  # fmt: skip

@@ -34,3 +34,20 @@ def test_a_framework_in_two_settings_is_judged_by_its_fastest_in_each_round(trai
         {"model": "cnn", "contender": "tensorflow-cpu (oneDNN on)", "round": 2, "contended": False, "error": "x"},
     ]  # fmt: skip
     assert train_speed.best_setting_ratios(runs) == {("cnn", "tensorflow-cpu"): [2.5, 1.5]}
+
+
+@pytest.fixture(scope="module")
+def drawing_sets():
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / "drawing_sets.py"
+    spec = importlib.util.spec_from_file_location("drawing_sets", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_two_runs_saving_the_same_name_keep_a_row_each(drawing_sets):
+    paths = [Path("seed0/best.npz"), Path("seed1/best.npz"), Path("models/cnn.npz")]
+    names = drawing_sets.row_names(paths)
+    assert names == {"seed0/best": paths[0], "seed1/best": paths[1], "cnn": paths[2]}
+    with pytest.raises(SystemExit, match="share a row name"):
+        drawing_sets.row_names([Path("a/best.npz"), Path("a/best.npz")])

@@ -16,8 +16,8 @@ def test_best_spans_its_one_cycle_over_the_run_it_is_built_for():
     assert default["type"] == "OneCycle" and default["total_steps"] == specs.BEST_EPOCHS * 469
     short = specs.resolve("best", {"epochs": 2, "batch_size": 1000})["optimizer"]["learning_rate"]
     assert short["total_steps"] == 2 * 60
-    assert [layer["type"] for layer in specs.best()["layers"][:4]] == ["RandomStrokeWidth", "RandomRotation",
-                                                                       "RandomTranslation", "RandomZoom"]  # fmt: skip
+    assert [layer["type"] for layer in specs.best()["layers"][:5]] == [
+        "RandomStrokeWidth", "RandomElasticTransform", "RandomRotation", "RandomTranslation", "RandomZoom"]  # fmt: skip
 
 
 def test_best_reads_digits_from_its_first_epoch_where_the_seed_cnn_does_not(mnist_inputs):
@@ -90,4 +90,4 @@ def test_the_example_grid_sweeps_augmentation_and_schedules(monkeypatch):
     assert [r if isinstance(r, float) else r["type"] for r in rates] == ["OneCycle", "OneCycle", "OneCycle", 0.001,
                                                                          "CosineDecay"]  # fmt: skip
     augmentation = [sum(layer.training_only for layer in model.layers) for model in built]
-    assert augmentation == [4, 0, 4, 4, 4]
+    assert augmentation == [5, 0, 5, 5, 5]

@@ -243,36 +243,42 @@ class RandomElasticTransform(RandomWarp):
 
     def draw(self, rng, n, height, width):
         """Keras' draws: a probability and a threshold per image, one scale per batch, then the noise;
-        returns each pixel's (row, column) displacement, (N, 2, H, W)."""
+        returns the bent images' indices and their pixels' (row, column) displacements, (k, 2, H, W):
+        the others are left as they are, not warped by a zero field (half the batch at factor 0.5)."""
         probability = rng.uniform(*self.factor_range, size=n)
-        bent = rng.uniform(0.0, 1.0, size=n) < probability
-        displacement = np.zeros((n, 2, height, width))
+        bent = np.flatnonzero(rng.uniform(0.0, 1.0, size=n) < probability)
         s = rng.uniform(*self.scale_range)
         alpha, sigma = max(height, width) * 0.1 * s, min(height, width) * 0.05 * s
-        if sigma > 0 and bent.any():
-            # The noise is drawn as (height, field, width), each field a (height, width) plane: both
-            # blurs are then one BLAS product each over every field (rows, then columns).
-            fields = 2 * int(bent.sum())  # a row and a column displacement per bent image
-            noise = rng.standard_normal((height, fields * width))
-            down = gaussian_blur_matrix(height, sigma) @ noise
-            both = down.reshape(-1, width) @ gaussian_blur_matrix(width, sigma).T
-            field = both.reshape(height, -1, 2, width).transpose(1, 2, 0, 3)
-            for image, own in zip(np.flatnonzero(bent), field):  # (a mask's scatter is slower)
-                displacement[image] = (alpha * sigma) * own
-        return displacement
+        if sigma <= 0 or not len(bent):
+            return bent[:0], np.zeros((0, 2, height, width))
+        # The noise is drawn as (height, field, width), each field a (height, width) plane: both blurs
+        # are then one BLAS product each over every field (rows, then columns).
+        noise = rng.standard_normal((height, 2 * len(bent) * width))  # a row and a column field per image
+        down = gaussian_blur_matrix(height, sigma) @ noise
+        both = down.reshape(-1, width) @ gaussian_blur_matrix(width, sigma).T
+        return bent, (alpha * sigma) * both.reshape(height, -1, 2, width).transpose(1, 2, 0, 3)
 
-    def transforms(self, displacement):
-        identity = np.broadcast_to(np.array([1.0, 0.0, 0.0, 0.0, 1.0, 0.0]), (len(displacement), 6))
-        return identity, displacement
-
-    def apply(self, x, displacement):
-        y, _ = super().apply(x, displacement)
+    def apply(self, x, drawn):
+        bent, field = drawn
+        y = x.copy()
+        if len(bent):
+            c, identity = self.config, identity_transforms(len(bent))
+            y[bent] = self.kernels.warp(x[bent], identity, field, c["fill_mode"], c["fill_value"], c["interpolation"])
         low, high = self.value_range
         inside = (y >= low) & (y <= high)
         return np.clip(y, low, high).astype(y.dtype, copy=False), inside
 
-    def apply_backward(self, dy, displacement, inside):
-        return super().apply_backward(dy * inside, displacement, None)
+    def apply_backward(self, dy, drawn, inside):
+        bent, field = drawn
+        dx = dy * inside
+        if len(bent):
+            c, identity = self.config, identity_transforms(len(bent))
+            dx[bent] = self.kernels.warp_backward(dx[bent], identity, field, c["fill_mode"], c["interpolation"])
+        return dx
+
+
+def identity_transforms(n: int) -> np.ndarray:
+    return np.broadcast_to(np.array([1.0, 0.0, 0.0, 0.0, 1.0, 0.0]), (n, 6))
 
 
 def unit_range(layer: str, key: str, value: Any) -> tuple[float, float]:

@@ -9,13 +9,18 @@ from pathlib import Path
 import pytest
 
 
-@pytest.fixture(scope="module")
-def train_speed():
-    path = Path(__file__).resolve().parent.parent / "benchmarks" / "train_speed.py"
-    spec = importlib.util.spec_from_file_location("train_speed", path)
+def benchmark(name: str):
+    """A script of benchmarks/ as a module (the folder is not a package)."""
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+@pytest.fixture(scope="module")
+def train_speed():
+    return benchmark("train_speed")
 
 
 def run(contender: str, round_: int, seconds: float, contended: bool = False) -> dict:
@@ -38,11 +43,7 @@ def test_a_framework_in_two_settings_is_judged_by_its_fastest_in_each_round(trai
 
 @pytest.fixture(scope="module")
 def drawing_sets():
-    path = Path(__file__).resolve().parent.parent / "benchmarks" / "drawing_sets.py"
-    spec = importlib.util.spec_from_file_location("drawing_sets", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return benchmark("drawing_sets")
 
 
 def test_two_runs_saving_the_same_name_keep_a_row_each(drawing_sets):

@@ -266,7 +266,7 @@ class RandomElasticTransform(RandomWarp):
             y[bent] = self.kernels.warp(x[bent], identity, field, c["fill_mode"], c["fill_value"], c["interpolation"])
         low, high = self.value_range
         inside = (y >= low) & (y <= high)
-        return np.clip(y, low, high).astype(y.dtype, copy=False), inside
+        return np.clip(y, low, high, out=y), inside  # y is already a copy of its own
 
     def apply_backward(self, dy, drawn, inside):
         bent, field = drawn

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from numnet.errors import BackendUnavailable
+from numnet.keras import KERAS_FRAMEWORKS
 
 
 class KernelBackend:
@@ -31,7 +32,7 @@ class KernelBackend:
             ) from error
 
     def build(self, spec, seed: int = 0, dtype=np.float32):
-        from numnet.model import Model
+        from numnet.engine.model import Model
 
         return Model(spec, self.kernels(), seed=seed, dtype=dtype)
 
@@ -55,7 +56,7 @@ KERNEL_MODULES = {
 }
 BACKENDS: dict[str, Any] = {
     **{name: KernelBackend(module, requirement) for name, (module, requirement) in KERNEL_MODULES.items()},
-    **{framework: KerasBackend(framework) for framework in ("tensorflow", "jax", "torch")},
+    **{framework: KerasBackend(framework) for framework in KERAS_FRAMEWORKS},
 }
 
 

@@ -34,6 +34,14 @@ class Kernels(Protocol):
 
     def ones(self, shape: tuple[int, ...], dtype: Any) -> Array: ...
 
+    def copy(self, x: Array) -> Array: ...
+
+    def assign(self, target: Array, source: Array) -> None:
+        """In place: target's values become source's (same shape; the optimizer holds target)."""
+
+    def reshape(self, x: Array, shape: tuple[int, ...]) -> Array:
+        """The same values in another shape (a view where the module can)."""
+
     def one_hot(self, labels: Array, classes: int, dtype: Any) -> Array:
         """(N,) integer class ids -> (N, classes) targets."""
 
@@ -66,6 +74,9 @@ class Kernels(Protocol):
 
     def moving_average(self, moving: Array, value: Array, momentum: float) -> None:
         """In place: moving = moving * momentum + value * (1 - momentum)."""
+
+    def batchnorm_scale_shift(self, gamma: Array, beta: Array, mean: Array, inv_std: Array) -> tuple[Array, Array]:
+        """Batch norm as a per-channel affine map: (gamma * inv_std, beta - mean * gamma * inv_std)."""
 
     def scale_shift(self, x: Array, scale: Array, shift: Array) -> Array: ...
 
@@ -103,6 +114,19 @@ class Kernels(Protocol):
     def warp_backward(self, dy: Array, transforms: Any, displacement: Any, fill_mode: str, interpolation: str) -> Array:
         """The gradient of `warp` with respect to its input images."""
 
+    def bend(
+        self, x: Array, images: Any, displacement: Any, fill_mode: str, fill_value: float, interpolation: str,
+        low: float, high: float,
+    ) -> tuple[Array, Array]:  # fmt: skip
+        """Keras' RandomElasticTransform applied: the images at the NumPy indices `images` read where
+        their (len(images), 2, H, W) `displacement` says (`warp` with identity transforms), the others
+        kept, then every value clipped to [low, high]. Returns (y, inside): where it lay within."""
+
+    def bend_backward(
+        self, dy: Array, images: Any, displacement: Any, fill_mode: str, interpolation: str, inside: Array
+    ) -> Array:
+        """The gradient of `bend` with respect to its input images."""
+
     def stroke_width(self, x: Array, amounts: Any) -> tuple[Array, Array]:
         """Each NHWC image's strokes made thicker or thinner: x + |a| * (m(x) - x) with `a` its entry of
         the (N,) NumPy float64 `amounts` in [-1, 1] and m the grey-scale dilation (a >= 0) or erosion
@@ -129,7 +153,7 @@ class Kernels(Protocol):
 
 
 class FusedKernels(Protocol):
-    """Kernels for runs of layers (numnet.fusion) that a module may add, all or none: the model
+    """Kernels for runs of layers (numnet.engine.fusion) that a module may add, all or none: the model
     then runs each run as one op. The same results as the separate kernels."""
 
     def scale_relu_maxpool(self, x: Array, scale: Array, shift: Array) -> tuple[Array, Array]:

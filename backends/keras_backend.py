@@ -3,7 +3,7 @@ Model API.
 
 Layer settings come from each numnet layer's Keras mapping, initialisers, optimizer and loss are
 Keras' own, so these backends are the yardstick the numnet engine is checked against. The training
-loop, checks, history and callbacks are numnet's (`numnet.training`); each epoch runs Keras' own
+loop, checks, history and callbacks are numnet's (`numnet.engine.training`); each epoch runs Keras' own
 `fit` underneath. Each runs on the GPU when its framework sees one.
 """
 
@@ -15,9 +15,10 @@ from typing import Any
 import numpy as np
 
 from numnet import schedules, specs
+from numnet.engine.training import EpochProgress, ModelAPI
 from numnet.errors import BackendUnavailable
-from numnet.keras_bridge import import_keras, keras_model
-from numnet.training import EpochProgress, ModelAPI
+from numnet.keras.bridge import import_keras, sequential
+from numnet.layers import check_spec
 
 
 class KerasOptimizerState:
@@ -71,7 +72,7 @@ class KerasModel(ModelAPI):
         self.backend, self.keras = backend, keras
         if strategy != "default" and backend != "tensorflow":
             raise BackendUnavailable(f"strategy {strategy!r} is for the tensorflow backend only")
-        self.spec = specs.validate(spec)
+        self.spec, layers = check_spec(spec)
         self.seed = seed
         self.dtype = np.dtype(dtype)
         self.input_shape = tuple(self.spec["input_shape"])
@@ -81,10 +82,10 @@ class KerasModel(ModelAPI):
             if strategy == "mirrored":
                 self.strategy = framework.distribute.MirroredStrategy()
                 with self.strategy.scope():
-                    self.keras_model = keras_model(self.spec, seed, backend)
+                    self.keras_model = sequential(self.spec, layers, seed, backend)
             elif strategy == "default":
                 self.strategy = None
-                self.keras_model = keras_model(self.spec, seed, backend)
+                self.keras_model = sequential(self.spec, layers, seed, backend)
             else:
                 raise BackendUnavailable(f"unknown strategy {strategy!r}; use 'default' or 'mirrored'")
         finally:

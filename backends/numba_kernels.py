@@ -36,12 +36,11 @@ def keep_freed_memory_for_reuse() -> bool:
 
     A training step allocates and frees the same few 10-200 MB activations every step. By default
     glibc maps each one fresh and unmaps it on free, so every step pays page faults and the
-    kernel's zeroing of every page: measured here, a ReLU over 177 MB took 60 ms instead of 11 ms.
+    kernel's zeroing of every page, which costs more than the arithmetic of a ReLU.
     Raising the mmap and trim thresholds lets malloc hand the same memory back step after step.
     Freed memory then stays with the malloc arena that freed it, so the arenas are capped at one per
     core: otherwise each thread of a server (the web page's decoding threads) keeps its own large
-    blocks, and ten concurrent uploads measured 897 MiB of peak growth instead of under 600.
-    (Measured: no change in the seed-CNN training step, 0.95-1.12 s either way on 2 cores.)
+    blocks, and concurrent uploads would hold far more memory than they need.
     """
     if not sys.platform.startswith("linux"):
         return False
@@ -62,13 +61,17 @@ MEMORY_REUSE = keep_freed_memory_for_reuse()
 # Small or rarely-called pieces gain nothing from compilation: share the reference versions.
 from numnet.backends.numpy_kernels import (  # noqa: E402, F401  (part of this module's interface)
     asarray,
+    assign,
+    batchnorm_scale_shift,
     contrast,
     contrast_backward,
+    copy,
     count_correct,
     inverse_std,
     moving_average,
     one_hot,
     ones,
+    reshape,
     same_padding,
     sgd_update,
     softmax,
@@ -202,8 +205,8 @@ def _geometry(x_shape, kernel_shape, padding):
 def _conv_single_channel(x, kernel, bias, ho, wo):
     """Direct 'valid' convolution of a 1-channel image: im2col would make a 9-column matrix
     that BLAS multiplies slowly, while here each output pixel is kh*kw vector FMAs over cout.
-    A 3x3 kernel (the seed CNN's and best's) is written out, so the sums stay in registers:
-    1.7x faster (31 -> 18 ms at batch 1,024; 57 -> 37 us for one image), same bits."""
+    A 3x3 kernel (the seed CNN's and best's) is written out, so the sums stay in registers (same
+    bits as the loop)."""
     n = x.shape[0]
     kh, kw, _, cout = kernel.shape
     y = np.empty((n, ho, wo, cout), dtype=x.dtype)
@@ -237,7 +240,7 @@ def _conv_single_channel(x, kernel, bias, ho, wo):
 def _add_kernel_grads(x, b, g, kw, acc, bias_sums):
     """Image b's kernel gradient summed into `acc` (kh * kw, cout), in the data's type, and its bias
     gradient into the float64 `bias_sums`, from g (ho, wo, cout), the gradient of its output.
-    A 3x3 kernel is written out: its nine sums then share each load of g (43.7-49.6 -> 41.5 ms)."""
+    A 3x3 kernel is written out: its nine sums then share each load of g."""
     ho, wo, cout = g.shape
     taps = acc.shape[0]
     if kw == 3:
@@ -278,8 +281,8 @@ def _add_kernel_grads(x, b, g, kw, acc, bias_sums):
 def _conv_single_channel_grads(x, dy, kh, kw, chunks):
     """dkernel (kh, kw, 1, cout) and dbias in one pass over dy.
 
-    Each image sums the kernel's gradient in the data's type (SIMD-wide: 2.1x faster than summing
-    in float64, 53 -> 25 ms for the seed CNN's first layer at batch 1,024), then adds it into
+    Each image sums the kernel's gradient in the data's type (SIMD-wide, unlike float64 sums), then
+    adds it into
     per-chunk float64 totals. The bias's stays float64 throughout: in front of batch norm it is
     zero but for rounding, and Adam turns float32's larger rounding into steps of the full rate
     (numba and numpy then drift apart within 5 steps)."""
@@ -366,15 +369,12 @@ def _channel_sums(a2, b2, offset, chunks):
     rows, c = a2.shape
     partial = np.zeros((chunks, 2, c), dtype=np.float64)
     for t in prange(chunks):
-        s = np.zeros(c, dtype=np.float64)
-        sp = np.zeros(c, dtype=np.float64)
+        sums = partial[t]  # this chunk's own row: no other thread writes it
         for i in range(t * rows // chunks, (t + 1) * rows // chunks):
             for ch in range(c):
                 v = np.float64(a2[i, ch])
-                s[ch] += v
-                sp[ch] += v * (b2[i, ch] - offset[ch])
-        partial[t, 0] = s
-        partial[t, 1] = sp
+                sums[0, ch] += v
+                sums[1, ch] += v * (b2[i, ch] - offset[ch])
     return partial.sum(axis=0)
 
 
@@ -475,8 +475,7 @@ def _pooled_grad_sums(x, dy, argmax, mean, chunks):
     n, ho, wo, c = dy.shape
     partial = np.zeros((chunks, 2, c), dtype=np.float64)
     for t in prange(chunks):
-        s = np.zeros(c, dtype=np.float64)
-        sx = np.zeros(c, dtype=np.float64)
+        sums = partial[t]  # this chunk's own row: no other thread writes it
         for b in range(t * n // chunks, (t + 1) * n // chunks):
             for oy in range(ho):
                 for ox in range(wo):
@@ -484,10 +483,8 @@ def _pooled_grad_sums(x, dy, argmax, mean, chunks):
                         k = argmax[b, oy, ox, ch]
                         if k != BLOCKED:
                             g = np.float64(dy[b, oy, ox, ch])
-                            s[ch] += g
-                            sx[ch] += g * (x[b, 2 * oy + k // 2, 2 * ox + k % 2, ch] - mean[ch])
-        partial[t, 0] = s
-        partial[t, 1] = sx
+                            sums[0, ch] += g
+                            sums[1, ch] += g * (x[b, 2 * oy + k // 2, 2 * ox + k % 2, ch] - mean[ch])
     return partial.sum(axis=0)
 
 
@@ -653,7 +650,7 @@ def _adam(param, grad, m, v, alpha, one_minus_b1, one_minus_b2, epsilon):
 def adam_update(param, grad, m, v, alpha, beta_1, beta_2, epsilon):
     """In place, one pass over each parameter (m, v and the weight updated together). Every
     operand has the weights' type, as in Keras: a Python `1 - beta_1` inside the kernel would be
-    float64 and make the whole update float64 and scalar (2.6x slower, measured)."""
+    float64 and make the whole update float64 and scalar, which vectorises far worse."""
     dt = param.dtype.type
     _adam(param, np.ascontiguousarray(grad), m, v, dt(alpha), dt(1 - beta_1), dt(1 - beta_2), dt(epsilon))
 
@@ -690,7 +687,7 @@ def _source(transforms, displacement, b, i, j, nearest):
 @jit
 def _warp(x, transforms, displacement, channels, mode, fill_value, nearest, out):
     """x and out are (images x channels, height, width) planes: no channel loop inside the pixel
-    loop, whose taps are then written out (1,024 MNIST digits: 8.5 -> 6.5 ms, measured)."""
+    loop, whose taps are then written out."""
     planes, h, w = x.shape
     for q in prange(planes):
         b = q // channels
@@ -760,6 +757,14 @@ def warp_backward(dy, transforms, displacement, fill_mode, interpolation):
     _warp_backward(np.ascontiguousarray(dy), *_arrays(transforms, displacement), FILL_CODES[fill_mode],
                    interpolation == "nearest", dx)  # fmt: skip
     return dx.astype(dy.dtype)
+
+
+def bend(x, images, displacement, fill_mode, fill_value, interpolation, low, high):
+    return numpy_kernels.bend_with(warp, x, images, displacement, fill_mode, fill_value, interpolation, low, high)
+
+
+def bend_backward(dy, images, displacement, fill_mode, interpolation, inside):
+    return numpy_kernels.bend_backward_with(warp_backward, dy, images, displacement, fill_mode, interpolation, inside)
 
 
 # -- stroke width (the RandomStrokeWidth layer) ----------------------------------------------------

@@ -252,6 +252,25 @@ def moving_average(moving: np.ndarray, value: np.ndarray, momentum: float) -> No
     moving += value * moving.dtype.type(1 - momentum)
 
 
+def batchnorm_scale_shift(
+    gamma: np.ndarray, beta: np.ndarray, mean: np.ndarray, inv_std: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    scale = gamma * inv_std
+    return scale, beta - mean * scale
+
+
+def copy(x: np.ndarray) -> np.ndarray:
+    return x.copy()
+
+
+def assign(target: np.ndarray, source: np.ndarray) -> None:
+    target[...] = source
+
+
+def reshape(x: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    return x.reshape(shape)
+
+
 # -- geometric warps (the augmentation layers) ---------------------------------------------------
 # Keras' `affine_transform`: output pixel (row i, column j) reads the input at column
 # a0*j + a1*i + a2, row b0*j + b1*i + b2, for each image's (a0, a1, a2, b0, b1, b2), plus, for an
@@ -311,6 +330,36 @@ def warp_backward(dy: np.ndarray, transforms: np.ndarray, displacement: np.ndarr
         inside = (r >= 0) & (c >= 0)
         np.add.at(dx, (batch[inside], r[inside], c[inside]), (weight[..., None] * dy)[inside])
     return dx.astype(dy.dtype)
+
+
+def bend_with(warp, x, images, displacement, fill_mode, fill_value, interpolation, low, high):
+    """`bend` on a module's own `warp`, so every kernel module shares these lines."""
+    y = x.copy()
+    if len(images):
+        y[images] = warp(x[images], identity_transforms(len(images)), displacement, fill_mode, fill_value,
+                         interpolation)  # fmt: skip
+    inside = (y >= low) & (y <= high)
+    return np.clip(y, low, high, out=y), inside  # y is a copy of its own
+
+
+def bend_backward_with(warp_backward, dy, images, displacement, fill_mode, interpolation, inside):
+    dx = dy * inside
+    if len(images):
+        dx[images] = warp_backward(dx[images], identity_transforms(len(images)), displacement, fill_mode,
+                                   interpolation)  # fmt: skip
+    return dx
+
+
+def identity_transforms(n: int) -> np.ndarray:
+    return np.broadcast_to(np.array([1.0, 0.0, 0.0, 0.0, 1.0, 0.0]), (n, 6))
+
+
+def bend(x, images, displacement, fill_mode, fill_value, interpolation, low, high):
+    return bend_with(warp, x, images, displacement, fill_mode, fill_value, interpolation, low, high)
+
+
+def bend_backward(dy, images, displacement, fill_mode, interpolation, inside):
+    return bend_backward_with(warp_backward, dy, images, displacement, fill_mode, interpolation, inside)
 
 
 def stroke_width(x: np.ndarray, amounts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -1,4 +1,4 @@
-"""How well trained models read digits as people draw them (see numnet.drawings).
+"""How well trained models read digits as people draw them (see numnet.data.drawings).
 
     python benchmarks/drawing_sets.py [MODEL ...] [--count N]
 
@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import machine, save  # noqa: E402
 
 import numnet  # noqa: E402
-from numnet import drawings  # noqa: E402
+from numnet.data import drawings  # noqa: E402
 from numnet.io import models_dir  # noqa: E402
 
 

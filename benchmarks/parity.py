@@ -48,7 +48,7 @@ def main() -> None:
     from common import RESULTS, save
 
     import numnet
-    from numnet.keras_bridge import keras_model
+    from numnet.keras.bridge import keras_model
 
     spec = numnet.specs.resolve(args.model)
     (x_train, y_train), (x_test, y_test) = numnet.data.load_mnist()

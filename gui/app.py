@@ -17,12 +17,11 @@ from tkinter import ttk
 import numpy as np
 from PIL import Image, ImageDraw
 
-import numnet
 from numnet.errors import NumnetError
 from numnet.gui.model_files import add_model_options, chosen_models
+from numnet.gui.predictor import Predictor
 from numnet.gui.protocol import ProtocolSession
 from numnet.io import numnet_home
-from numnet.preprocess import canvas_to_mnist
 
 CANVAS = 280
 PREVIEW_CELL = 4
@@ -55,14 +54,28 @@ def apply_theme(root: tk.Tk) -> None:
 class DrawingApp:
     def __init__(self, root: tk.Tk, models: dict[str, Path], backend: str = "numba") -> None:
         self.root, self.models, self.backend = root, models, backend
-        self.loaded: dict[str, object] = {}
-        self.loading = threading.Lock()
+        self.predictor = Predictor(models, backend)
         self.probabilities: np.ndarray | None = None
         self.model_input: np.ndarray | None = None
         root.title("numnet — draw a digit")
         root.resizable(False, False)
         apply_theme(root)
 
+        self.build_drawing_card(root, models)
+        self.build_answer_card(root)
+        self.build_protocol_bar(root)
+        self.build_status_line(root)
+        self.image = Image.new("L", (CANVAS, CANVAS), 255)
+        self.draw = ImageDraw.Draw(self.image)
+        self.last: tuple[int, int] | None = None
+        self.canvas.bind("<ButtonPress-1>", self.stroke_start)
+        self.canvas.bind("<B1-Motion>", self.stroke_move)
+        self.canvas.bind("<ButtonRelease-1>", self.stroke_end)
+        self.show_bars(None)
+        self.warm_up()
+
+    def build_drawing_card(self, root: tk.Tk, models: dict[str, Path]) -> None:
+        """The canvas, the pen width, Predict and Clear, and the model selector."""
         left = ttk.Frame(root, padding=14, style="Card.TFrame")
         left.grid(row=0, column=0, sticky="nsew", padx=(14, 7), pady=(14, 7))
         self.canvas = tk.Canvas(left, width=CANVAS, height=CANVAS, bg=PAPER, cursor="pencil",
@@ -85,6 +98,8 @@ class DrawingApp:
         self.selector.grid(row=3, column=1, columnspan=3, sticky="we", pady=(10, 0))
         self.selector.bind("<<ComboboxSelected>>", lambda _: self.predict())
 
+    def build_answer_card(self, root: tk.Tk) -> None:
+        """The digit read, the sentence around it, the ten bars and the 28x28 input."""
         right = ttk.Frame(root, padding=14, style="Card.TFrame")
         right.grid(row=0, column=1, sticky="nsew", padx=(7, 14), pady=(14, 7))
         self.digit = tk.StringVar(value="?")
@@ -98,7 +113,8 @@ class DrawingApp:
                                  highlightthickness=0)  # fmt: skip
         self.preview.grid(row=4, column=0, pady=(4, 0))
 
-        # The lab's test protocol: asked digits, the person marks each answer.
+    def build_protocol_bar(self, root: tk.Tk) -> None:
+        """The lab's test protocol: asked digits, the person marks each answer."""
         protocol = ttk.Labelframe(root, text="Test protocol", padding=10)
         protocol.grid(row=1, column=0, columnspan=2, sticky="we", padx=14, pady=(7, 4))
         self.protocol_button = ttk.Button(protocol, text="Start", command=self.start_protocol)
@@ -116,18 +132,10 @@ class DrawingApp:
         self.session: ProtocolSession | None = None
         self.saved: tuple[Path, Path] | None = None
 
+    def build_status_line(self, root: tk.Tk) -> None:
         self.status = tk.StringVar(value=WARMING)
         status = ttk.Label(root, textvariable=self.status, style="Status.TLabel")
         status.grid(row=2, column=0, columnspan=2, sticky="w", padx=16, pady=(0, 10))
-
-        self.image = Image.new("L", (CANVAS, CANVAS), 255)
-        self.draw = ImageDraw.Draw(self.image)
-        self.last: tuple[int, int] | None = None
-        self.canvas.bind("<ButtonPress-1>", self.stroke_start)
-        self.canvas.bind("<B1-Motion>", self.stroke_move)
-        self.canvas.bind("<ButtonRelease-1>", self.stroke_end)
-        self.show_bars(None)
-        self.warm_up()
 
     def warm_up(self) -> None:
         """Loads the first model and runs one prediction in the background, so the kernels compile
@@ -136,7 +144,7 @@ class DrawingApp:
 
         def work() -> None:
             try:
-                self.load(name).predict(np.zeros((1, 28, 28, 1), np.float32))
+                self.predictor.model(name).predict(np.zeros((1, 28, 28, 1), np.float32))
             except (NumnetError, OSError):
                 pass  # predict() shows the problem when the person asks
             warmed.set()
@@ -188,28 +196,17 @@ class DrawingApp:
         self.preview.delete("all")
 
     # -- predicting --------------------------------------------------------------------------------
-    def model(self):
-        return self.load(self.model_name.get())
-
-    def load(self, name: str):
-        """The named model, loaded once (from any thread: the warm-up may be loading it right now)."""
-        with self.loading:
-            if name not in self.loaded:
-                self.loaded[name] = numnet.load(self.models[name], backend=self.backend)
-            return self.loaded[name]
-
     def predict(self) -> None:
-        self.model_input = canvas_to_mnist(self.image)
+        try:
+            self.model_input, self.probabilities = self.predictor.read(self.model_name.get(), self.image)
+        except NumnetError as error:
+            self.model_input = self.probabilities = None
+            self.answer.set(f"Cannot use this model: {error}")
+            return
         if self.model_input is None:
-            self.probabilities = None
             self.digit.set("?")
             self.answer.set("Draw a digit first")
             self.show_bars(None)
-            return
-        try:
-            self.probabilities = self.model().predict(self.model_input[None])[0]
-        except NumnetError as error:
-            self.answer.set(f"Cannot use this model: {error}")
             return
         digit = int(self.probabilities.argmax())
         self.digit.set(str(digit))

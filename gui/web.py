@@ -24,8 +24,8 @@ from PIL import Image
 import numnet
 from numnet.errors import NumnetError
 from numnet.gui.model_files import add_model_options, chosen_models
+from numnet.gui.predictor import Predictor
 from numnet.io import atomic_write
-from numnet.preprocess import canvas_to_mnist
 
 MAX_UPLOAD_BYTES = 4 << 20  # a 280x280 canvas PNG is ~5-30 kB; even a 4K screenshot fits
 MAX_IMAGE_PIXELS = 4096 * 4096
@@ -75,38 +75,24 @@ def decode_image(body: bytes, content_type: str) -> Image.Image:
     return image
 
 
-class Predictor:
-    """Loads each model once, on first use, and serves predictions from any thread."""
-
-    def __init__(self, models: dict[str, Path], backend: str) -> None:
-        self.models, self.backend = models, backend
-        self.loaded: dict[str, Any] = {}
-        self.lock = threading.Lock()
+class WebPredictor(Predictor):
+    """The apps' predictor, its problems said as HTTP answers."""
 
     def model(self, name: str):
         if name not in self.models:
             raise RequestProblem(404, f"no model named {name!r}; choose one of {sorted(self.models)}")
-        with self.lock:
-            if name not in self.loaded:
-                try:
-                    self.loaded[name] = numnet.load(self.models[name], backend=self.backend)
-                except NumnetError as error:
-                    raise RequestProblem(500, f"model {name!r} cannot be loaded: {error}") from None
-            return self.loaded[name]
+        try:
+            return super().model(name)
+        except NumnetError as error:
+            raise RequestProblem(500, f"model {name!r} cannot be loaded: {error}") from None
 
     def answer(self, name: str, body: bytes, content_type: str) -> dict[str, Any]:
         """Decodes and predicts one upload, at most DECODE_SLOTS of them at a time (memory stays bounded)."""
         self.model(name)  # an unknown or broken model is refused before any decoding
         with DECODE_SLOTS:
-            return self.predict(name, decode_image(body, content_type))
-
-    def predict(self, name: str, image: Image.Image) -> dict[str, Any]:
-        model = self.model(name)
-        model_input = canvas_to_mnist(image)
+            model_input, probabilities = self.read(name, decode_image(body, content_type))
         if model_input is None:
             return {"model": name, "digit": None, "message": "the canvas is empty: draw a digit first"}
-        with self.lock:  # one prediction at a time: the engines reuse buffers between calls
-            probabilities = model.predict(model_input[None])[0]
         digit = int(probabilities.argmax())
         return {
             "model": name,
@@ -123,7 +109,7 @@ def create_app(models: dict[str, Path], backend: str = "numba"):
     from fastapi.responses import HTMLResponse, JSONResponse, Response
     from starlette.requests import ClientDisconnect
 
-    predictor = Predictor(models, backend)
+    predictor = WebPredictor(models, backend)
     page = resources.files("numnet.gui").joinpath("web_page.html").read_text(encoding="utf-8")
     app = FastAPI(title="numnet drawing page", docs_url=None, redoc_url=None)
 
@@ -178,7 +164,7 @@ def export_static(models: dict[str, Path], out: Path, tfjs: Path | None = None) 
     """The drawing page as static files that predict in the browser with TensorFlow.js: index.html,
     each model under models/NAME/, and TensorFlow.js itself when `tfjs` names a local tf.min.js
     (else the page loads it from the jsDelivr CDN). Returns index.html's path."""
-    from numnet.tfjs import write_tfjs
+    from numnet.formats.tfjs import write_tfjs
 
     loaded = {name: numnet.load(path, backend="numpy") for name, path in models.items()}  # all readable first
     for name, model in loaded.items():

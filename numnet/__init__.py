@@ -17,21 +17,54 @@ from pathlib import Path
 import numpy as np
 
 from numnet import callbacks, data, specs
-from numnet.errors import NumnetError
+from numnet.errors import ModelFileError, NumnetError
+from numnet.settings import is_integer
 
 __all__ = ["build", "load", "specs", "data", "callbacks", "NumnetError"]
 __version__ = "0.1.0"
 
 
 def build(spec: specs.Spec, backend: str = "numpy", seed: int = 0, dtype=np.float32):
-    """Builds `spec` on a backend: "numpy" (reference), "numba" (fast CPU) or "tensorflow"."""
+    """Builds `spec` on a backend (`numnet.backends.BACKENDS`): numnet's engine on "numpy" (the
+    reference kernels) or "numba" (fast CPU kernels), or the same spec as a Keras 3 model on
+    "tensorflow", "jax" or "torch"."""
     from numnet.backends import get_backend
 
     return get_backend(backend).build(spec, seed=seed, dtype=dtype)
 
 
 def load(path: str | Path, backend: str | None = None):
-    """Loads a model file saved by `Model.save` (backend defaults to the one it was saved from)."""
-    from numnet.loading import load_model
+    """A saved model, built on `backend`: a numnet `.npz` (on the backend it was saved from, unless
+    another is named, with its optimizer state and epoch count) or a Keras `.keras` / `.h5` file (on
+    numpy unless another is named). The file readers return data; this builds it."""
+    from numnet.backends import get_backend
+    from numnet.formats.keras_files import is_keras_file, read_keras_file
+    from numnet.formats.npz import read_arrays, read_header
 
-    return load_model(path, backend=backend)
+    if is_keras_file(path):
+        spec, weights = read_keras_file(path)
+        model = get_backend(backend or "numpy").build(spec)
+        try:
+            model.set_weights(weights)
+        except NumnetError as error:
+            raise ModelFileError(f"Keras file '{path}': its weights do not fit its architecture: {error}") from None
+        return model
+    header = read_header(path)
+    try:
+        model = get_backend(backend or header.get("backend", "numpy")).build(header.get("spec"))
+    except NumnetError as error:
+        raise ModelFileError(f"model file '{path}' holds an invalid spec: {error}") from None
+    weight_shapes = [w.shape for w in model.get_weights()]
+    optimizer_shapes = [s.shape for s in model.optimizer.get_state()]
+    weights, optimizer_state = read_arrays(path, weight_shapes, optimizer_shapes)
+    epochs_done = header.get("epochs_done", 0)
+    try:
+        if not is_integer(epochs_done) or epochs_done < 0:
+            raise ValueError(f"epochs_done must be a non-negative integer, got {epochs_done!r}")
+        model.set_weights(weights)
+        if optimizer_state is not None:
+            model.optimizer.set_state(optimizer_state)
+    except (NumnetError, ValueError) as error:
+        raise ModelFileError(f"model file '{path}' is not usable: {error}") from None
+    model.epochs_done = epochs_done
+    return model

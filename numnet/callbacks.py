@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from numnet.errors import InputError
+from numnet.settings import is_finite_number, is_integer
 
 Logs = dict[str, float]
 
@@ -77,18 +78,10 @@ def _monitored(logs: Logs | None, monitor: str, who: str) -> float | None:
 class EarlyStopping(Callback):
     """Stops training when `monitor` has not improved by more than `min_delta` for `patience` epochs."""
 
-    def __init__(
-        self,
-        monitor: str = "val_loss",
-        min_delta: float = 0.0,
-        patience: int = 0,
-        verbose: int = 0,
-        mode: str = "auto",
-        baseline: float | None = None,
-        restore_best_weights: bool = False,
-        start_from_epoch: int = 0,
-    ) -> None:
-        if isinstance(patience, bool) or not isinstance(patience, int) or patience < 0:
+    def __init__(self, monitor: str = "val_loss", min_delta: float = 0.0, patience: int = 0, verbose: int = 0,
+                 mode: str = "auto", baseline: float | None = None, restore_best_weights: bool = False,
+                 start_from_epoch: int = 0) -> None:  # fmt: skip
+        if not is_integer(patience) or patience < 0:
             raise InputError(f"EarlyStopping patience must be a non-negative integer, got {patience!r}")
         self.monitor, self.patience, self.verbose, self.baseline = monitor, patience, verbose, baseline
         self.direction = _monitor_direction(monitor, mode, "EarlyStopping")
@@ -181,7 +174,7 @@ class LearningRateScheduler(Callback):
             lr = self.schedule(epoch, lr)
         except TypeError:  # a one-argument schedule, as Keras allows
             lr = self.schedule(epoch)
-        if isinstance(lr, bool) or not isinstance(lr, int | float) or not math.isfinite(lr):
+        if not is_finite_number(lr):
             raise InputError(f"the learning-rate schedule must return a finite number, got {lr!r}")
         self.model.learning_rate = float(lr)
         if self.verbose > 0:
@@ -195,17 +188,9 @@ class LearningRateScheduler(Callback):
 class ReduceLROnPlateau(Callback):
     """Multiplies the learning rate by `factor` when `monitor` has not improved for `patience` epochs."""
 
-    def __init__(
-        self,
-        monitor: str = "val_loss",
-        factor: float = 0.1,
-        patience: int = 10,
-        verbose: int = 0,
-        mode: str = "auto",
-        min_delta: float = 1e-4,
-        cooldown: int = 0,
-        min_lr: float = 0.0,
-    ) -> None:
+    def __init__(self, monitor: str = "val_loss", factor: float = 0.1, patience: int = 10, verbose: int = 0,
+                 mode: str = "auto", min_delta: float = 1e-4, cooldown: int = 0,
+                 min_lr: float = 0.0) -> None:  # fmt: skip
         if factor >= 1.0:
             raise InputError(f"ReduceLROnPlateau does not support a factor >= 1.0, got {factor}")
         self.monitor, self.factor, self.patience, self.verbose = monitor, factor, patience, verbose

@@ -1,6 +1,7 @@
 """Errors numnet raises on bad input: each message names what is wrong and what to do."""
 
 import sys
+from collections.abc import Callable
 
 
 class NumnetError(Exception):
@@ -27,6 +28,10 @@ class TrainingDiverged(NumnetError, FloatingPointError):
     """The loss became NaN or infinite."""
 
 
+class RunError(NumnetError):
+    """A run's checkpoint, settings or results that cannot be used."""
+
+
 class BackendUnavailable(NumnetError, RuntimeError):
     """The requested backend is not installed or not known."""
 
@@ -36,3 +41,13 @@ def exit_status(error: NumnetError) -> int:
     diverged = isinstance(error, TrainingDiverged)
     print(f"error: {'training diverged: ' if diverged else ''}{error}", file=sys.stderr)
     return 1 if diverged else 2
+
+
+def run_command(action: Callable[[], str]) -> int:
+    """A command's ending: `action`'s message printed and 0, or its NumnetError said as `exit_status` says it."""
+    try:
+        message = action()
+    except NumnetError as error:
+        return exit_status(error)
+    print(message)
+    return 0

@@ -12,9 +12,9 @@ import sys
 from pathlib import Path
 
 import numnet
-from numnet.errors import NumnetError, exit_status
-from numnet.keras_files import write_keras_file
-from numnet.tfjs import write_tfjs
+from numnet.errors import run_command
+from numnet.formats.keras_files import write_keras_file
+from numnet.formats.tfjs import write_tfjs
 
 FORMATS = ("tfjs", "keras", "h5")
 
@@ -35,12 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--format", choices=FORMATS, default="tfjs")
     parser.add_argument("--out", type=Path, required=True, help="the folder to write into")
     args = parser.parse_args(argv)
-    try:
-        path = export(numnet.load(args.model, backend="numpy"), args.format, args.out)
-    except NumnetError as error:
-        return exit_status(error)
-    print(f"wrote {path}")
-    return 0
+    return run_command(lambda: f"wrote {export(numnet.load(args.model, backend='numpy'), args.format, args.out)}")
 
 
 if __name__ == "__main__":

@@ -83,6 +83,15 @@ def write_json(path: str | Path, data: Any) -> None:
         json.dump(data, f, indent=2)
 
 
+def require_readable(path: Path, what: str, error: type[Exception], fix: str = "") -> None:
+    """Raises `error` naming `what`, `path` and the real problem (missing, not allowed, a folder)
+    unless the file can be opened for reading: readers never call a missing file corrupt."""
+    if not path.exists():
+        raise error(f"{what} '{path}' does not exist" + (f"; {fix}" if fix else ""))
+    if reason := unreadable_reason(path):
+        raise error(f"cannot read {what} '{path}': {reason}")
+
+
 def unreadable_reason(path: str | Path) -> str | None:
     """Why `path` cannot be opened for reading ("No such file or directory", "Permission denied",
     "Is a directory"), or None when it can: readers name the real problem, not a corrupt file."""

@@ -18,10 +18,11 @@ import matplotlib
 import numpy as np
 from matplotlib.figure import Figure
 
-from numnet import data, runs, specs
-from numnet.errors import NumnetError, exit_status
+from numnet import data, runs
+from numnet.errors import RunError, run_command
+from numnet.formats.records import read_probabilities, read_record
 from numnet.io import atomic_write
-from numnet.layers import keras_names, layers_from_spec, size
+from numnet.layers import check_spec, keras_names, size
 
 DPI = 100
 # Figure sizes in inches; per-run figures grow by one row per run.
@@ -40,12 +41,12 @@ COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e3
 def find_runs(folder: Path) -> tuple[list[Path], list[Path]]:
     """Records of finished runs and checkpoints of unfinished ones below `folder`; no record is an error."""
     if not folder.is_dir():
-        raise runs.RunError(f"'{folder}' is not a folder of run results")
+        raise RunError(f"'{folder}' is not a folder of run results")
     finished = sorted(folder.rglob("*run.json"))
     checkpoints = folder.rglob("*checkpoint.npz")
     unfinished = sorted(p for p in checkpoints if runs.RunFiles.of_checkpoint(p).record not in finished)
     if not finished:
-        raise runs.RunError(
+        raise RunError(
             f"'{folder}' holds no finished runs ({len(unfinished)} unfinished); "
             f"run `python -m numnet.experiments --out {folder}` or `python -m numnet.train --out {folder}` first"
         )
@@ -94,7 +95,7 @@ def augmented_samples(spec: dict[str, Any], x_test: np.ndarray, y_test: np.ndarr
     from numnet.backends import numpy_kernels
 
     rng, rows = np.random.default_rng(0), []
-    augmentation = [layer for layer in layers_from_spec(spec) if layer.training_only]
+    augmentation = [layer for layer in check_spec(spec)[1] if layer.training_only]
     for layer in augmentation:
         layer.build(layer.input_shape, rng, np.float32, numpy_kernels)
     for indices in sample_rows(y_test):
@@ -229,7 +230,7 @@ def time_table(records: list[dict[str, Any]]) -> Figure:
 
 def model_structure(spec: dict[str, Any]) -> Figure:
     """The network drawn from its spec: one box per layer with output shape and parameters."""
-    spec_layers = layers_from_spec(spec)
+    spec_layers = check_spec(spec)[1]
     layers = list(zip(keras_names([layer.type for layer in spec_layers]), spec_layers))
     counts = [sum(size(s) for s in layer.weight_shapes(layer.input_shape).values()) for layer in spec_layers]
     fig = Figure(figsize=(STRUCTURE_WIDTH, STRUCTURE_LAYER * (len(layers) + 2)), dpi=DPI)
@@ -282,15 +283,15 @@ def _build_report(folder: Path, out: Path | None, mnist) -> Path:
     for checkpoint in unfinished:
         print(f"note: '{checkpoint.parent if checkpoint.name == 'checkpoint.npz' else checkpoint}' has not finished; "
               "left out of the report", file=sys.stderr)  # fmt: skip
-    found = sorted(((runs.read_record(p), p) for p in record_paths), key=lambda pair: _settings_order(pair[0]))
+    found = sorted(((read_record(p), p) for p in record_paths), key=lambda pair: _settings_order(pair[0]))
     records = [record for record, _ in found]
     (_, _), (x_test, y_test) = mnist if mnist is not None else data.load_mnist()
-    probabilities = [runs.read_probabilities(path, record) for record, path in found]
-    specs_seen: dict[str, dict[str, Any]] = {}
+    probabilities = [read_probabilities(path, record) for record, path in found]
+    specs_seen: dict[str, tuple[dict[str, Any], list]] = {}
     for record in records:
-        spec = specs.validate(record.get("spec"))  # its name becomes a file name: a safe stem, checked
-        specs_seen.setdefault(spec["name"], spec)
-    augmented = [(name, s) for name, s in specs_seen.items() if any(x.training_only for x in layers_from_spec(s))]
+        spec, layers = check_spec(record.get("spec"))  # its name becomes a file name: a safe stem, checked
+        specs_seen.setdefault(spec["name"], (spec, layers))
+    augmented = [(name, s) for name, (s, layers) in specs_seen.items() if any(x.training_only for x in layers)]
     figures = [
         ("ten examples of each digit", "samples", sample_grid(x_test, y_test)),
         *[(f"the same digits as {name} saw them in training", f"augmented_{name}", augmented_samples(s, x_test, y_test))
@@ -301,7 +302,8 @@ def _build_report(folder: Path, out: Path | None, mnist) -> Path:
         ("most confidently wrong", "wrong", most_confidently_wrong(records, probabilities, x_test, y_test)),
         ("training time", "times", time_table(records)),
     ]  # fmt: skip
-    figures += [(f"model structure: {name}", f"structure_{name}", model_structure(s)) for name, s in specs_seen.items()]
+    figures += [(f"model structure: {name}", f"structure_{name}", model_structure(s))
+                for name, (s, _) in specs_seen.items()]  # fmt: skip
     out.mkdir(parents=True, exist_ok=True)
     images = [(heading, name, save_png(fig, out / f"{name}.png")) for heading, name, fig in figures]
     report = out / "report.html"
@@ -315,12 +317,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("folder", type=Path, help="run records from numnet.experiments or numnet.train")
     parser.add_argument("--out", type=Path, help="where the PNGs and report.html go (default: the folder)")
     args = parser.parse_args(argv)
-    try:
-        report = build_report(args.folder, args.out)
-    except NumnetError as error:
-        return exit_status(error)
-    print(f"report: {report}")
-    return 0
+    return run_command(lambda: f"report: {build_report(args.folder, args.out)}")
 
 
 if __name__ == "__main__":

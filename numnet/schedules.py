@@ -14,6 +14,7 @@ import math
 from typing import Any
 
 from numnet.errors import InputError, SpecError
+from numnet.settings import is_finite_number, is_integer
 
 REQUIRED = object()
 SCHEDULES: dict[str, dict[str, Any]] = {
@@ -28,11 +29,11 @@ SCHEDULES: dict[str, dict[str, Any]] = {
 
 
 def _positive(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value) and value > 0
+    return is_finite_number(value) and value > 0
 
 
 def _count(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+    return is_integer(value) and value >= 0
 
 
 def validate(schedule: Any) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from typing import Any
 
 from numnet import schedules
 from numnet.errors import SpecError
+from numnet.settings import is_number
 
 Spec = dict[str, Any]
 
@@ -147,7 +148,7 @@ def validate(spec: Any) -> Spec:
         if key == "type" or isinstance(value, dict):
             continue
         low, high = OPTIMIZER_RANGES[key]
-        if isinstance(value, bool) or not isinstance(value, int | float) or not low < value < high:
+        if not is_number(value) or not low < value < high:
             also = " or a learning-rate schedule" if key == "learning_rate" else ""
             raise SpecError(f"optimizer {key} must be a number in ({low}, {high}){also}, got {value!r}")
     return spec

@@ -2,14 +2,14 @@
 
 The count: one thread per physical core this process may use (SMT siblings counted once, a cgroup
 CPU quota honoured), or `NUMNET_NUM_THREADS`. A second hardware thread on a core only competes for
-the same FMA units: measured on a 16-vCPU (8-core) Xeon, the seed-CNN step took 0.19 s at 8 threads
-and 0.26 s at 16. `use_threads` applies the count to Numba and to BLAS (through threadpoolctl)
-when a kernel module loads, so it holds whatever was imported first.
+the same FMA units, so it slows the step down (benchmarks/RESULTS.md). `use_threads` applies the
+count to Numba and to BLAS (through threadpoolctl) when a kernel module loads, so it holds whatever
+was imported first.
 
 The pools' idle behaviour: Numba's kernels and OpenBLAS's matrix products take turns on the same
 cores. By default each pool keeps its threads spinning for a while after its work is done, so the
-other pool's threads find the cores busy: measured on 2 cores, a seed-CNN training step took 0.78 s
-that way and 0.52 s with idle threads sleeping at once. OpenMP reads its setting when Numba starts
+other pool's threads find the cores busy; idle threads that sleep at once give the cores back.
+OpenMP reads its setting when Numba starts
 its pool, which `use_threads` does; OpenBLAS reads its own only when NumPy loads it, so that one
 applies only if numnet (or the variable) comes before NumPy: `blas_sleeps_when_idle` says whether it did.
 """

@@ -13,24 +13,29 @@ import time
 from pathlib import Path
 
 from numnet import data, runs, specs
-from numnet.arguments import fraction, non_negative_int, positive_int
 from numnet.backends import BACKENDS
 from numnet.errors import InputError, NumnetError, exit_status
-from numnet.files import read_header
+from numnet.formats.npz import read_header
 from numnet.io import models_dir
 from numnet.machine import describe_device
+from numnet.settings import SETTINGS
 
-# The seed's settings. The CNN's 15 epochs (about 8 minutes with numba on 2 cores) reach 99.07 %
-# test accuracy; fewer do not: with momentum 0.99 at 59 steps an epoch, the first batch norm's
-# moving variance still remembers its initial 1.0 (vs ~0.003 measured) for ~10 epochs, and
-# inference-mode accuracy stays low until it has decayed (measured: 11 % after 5 epochs, 95 %
-# after 10, 99.08 % after 14), exactly as in Keras, whose batch norm numnet matches.
+# The seed's settings. The CNN needs its 15 epochs: with momentum 0.99 at 59 steps an epoch, the
+# first batch norm's moving variance remembers its initial 1.0 (far above the real one) for about
+# ten epochs, and inference-mode accuracy stays low until it has decayed, exactly as in Keras,
+# whose batch norm numnet matches.
 DEFAULTS = {
     "mlp": {"epochs": 10, "batch_size": 100, "validation_split": 0.2},
     "cnn": {"epochs": 15, "batch_size": 1024, "validation_split": 0.0},
     "best": {"epochs": specs.BEST_EPOCHS, "batch_size": specs.BEST_BATCH, "validation_split": 0.0},
 }
 CUSTOM_DEFAULTS = {"epochs": 10, "batch_size": 100, "validation_split": 0.0}
+RUN_DEFAULT_HELP = {
+    "epochs": " (default: 10 for the MLP and a spec file, 15 for the CNN, 20 for best; on --resume: a new target)",
+    "batch_size": " (default: 100 for the MLP and a spec file, 1024 for the CNN, 128 for best)",
+    "validation_split": " (default: 0.2 for the MLP, else 0)",
+    "seed": " (default: 0)",
+}
 RUN_OPTIONS = ("model", "batch_size", "validation_split", "seed", "out", "early_stopping", "strategy")
 
 
@@ -39,14 +44,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--backend", choices=sorted(BACKENDS), help="default: numba (on --resume: the run's own)")
     parser.add_argument("--model", action="append",
                         help="mlp, cnn, best or a spec.json (repeatable; default: mlp, cnn and best)")  # fmt: skip
-    parser.add_argument("--epochs", type=positive_int,
-                        help="default: 10 (MLP), 15 (CNN, best); on --resume: a new target")  # fmt: skip
-    parser.add_argument("--batch-size", type=positive_int, help="default: 100 (MLP), 1024 (CNN), 128 (best)")
-    parser.add_argument("--validation-split", type=fraction, help="default: 0.2 (MLP), 0 (CNN)")
-    parser.add_argument("--seed", type=non_negative_int, help="default: 0")
-    parser.add_argument("--early-stopping", type=non_negative_int, metavar="PATIENCE",
-                        help="stop when the validation loss (or, without validation, the loss) has not improved "
-                        "for PATIENCE epochs, keeping the best weights")  # fmt: skip
+    for setting in (SETTINGS[name] for name in ("epochs", "batch_size", "validation_split", "seed", "early_stopping")):
+        default = RUN_DEFAULT_HELP.get(setting.name, "")
+        parser.add_argument(setting.option, type=setting.parse, help=f"{setting.help}{default}",
+                            metavar="PATIENCE" if setting.name == "early_stopping" else None)  # fmt: skip
     parser.add_argument("--out", type=Path, default=None, help="default: $NUMNET_HOME/models")
     parser.add_argument("--resume", type=Path, help="finish a run from the checkpoint an interrupted run wrote")
     parser.add_argument("--strategy", choices=("default", "mirrored"),

@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 
 import numnet
-from numnet.backends import BACKENDS
+from numnet.backends import KERNEL_MODULES, get_backend
 
-ENGINE_BACKENDS = [name for name in ("numpy", "numba") if name in BACKENDS]
+ENGINE_BACKENDS = list(KERNEL_MODULES)  # every kernel module: numnet's engine on each of them
+ENGINE_KERNELS = {name: get_backend(name).kernels() for name in ENGINE_BACKENDS}
 
 
 @pytest.fixture(scope="session")

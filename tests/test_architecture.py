@@ -1,7 +1,9 @@
-"""The house rules, checked on the source: no import cycles, and imports that run one way.
+"""The house rules, checked on the source: no import cycles, and imports that run one way between
+the folders that show the architecture (ARCHITECTURE in CONTRIBUTING.md):
 
-commands -> runs -> engine -> kernels; file formats return data and never reach the engine.
-Every import counts, including those inside functions.
+commands -> runs -> backends -> engine -> layers -> kernels; keras, formats and data beside them,
+never reaching the engine; plain helpers below everything. Every import counts, including those
+inside functions.
 """
 
 from __future__ import annotations
@@ -18,8 +20,9 @@ PACKAGES = {"numnet": ROOT / "numnet", "numnet.backends": ROOT / "backends", "nu
 def module_files() -> dict[str, Path]:
     modules = {}
     for package, folder in PACKAGES.items():
-        for path in folder.glob("*.py"):
-            modules[package if path.stem == "__init__" else f"{package}.{path.stem}"] = path
+        for path in folder.rglob("*.py"):
+            parts = [package, *path.relative_to(folder).with_suffix("").parts]
+            modules[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
     return modules
 
 
@@ -36,15 +39,60 @@ def imports_of(name: str, path: Path) -> set[str]:
         elif isinstance(node, ast.ImportFrom):
             base = node.module or ""
             if node.level:
-                base = ".".join(
-                    package.split(".")[: len(package.split(".")) - node.level + 1] + ([base] if base else [])
-                )
+                parts = package.split(".")
+                base = ".".join(parts[: len(parts) - node.level + 1] + ([base] if base else []))
             for alias in node.names:
                 found.add(f"{base}.{alias.name}" if f"{base}.{alias.name}" in MODULES else base)
     return {module for module in found if module in MODULES and module != name}
 
 
 GRAPH = {name: imports_of(name, path) for name, path in MODULES.items()}
+
+COMMANDS = {"numnet.train", "numnet.experiments", "numnet.report", "numnet.export", "numnet.web", "numnet.gui.app",
+            "numnet.gui.web", "numnet.gui.__main__"}  # fmt: skip
+HELPERS = {"numnet.errors", "numnet.io", "numnet.specs", "numnet.schedules", "numnet.settings", "numnet.machine",
+           "numnet.threads", "numnet.callbacks"}  # fmt: skip
+KERNELS = {"numnet.backends.interface", "numnet.backends.numpy_kernels", "numnet.backends.numba_kernels"}
+BACKENDS = {"numnet.backends", "numnet.backends.keras_backend"}  # which engine builds a spec: numnet's or Keras'
+
+
+def group(module: str) -> str:
+    """Which part of the architecture a module belongs to: its folder, or one of the named sets."""
+    for name, members in (("command", COMMANDS), ("helper", HELPERS), ("kernels", KERNELS), ("backends", BACKENDS)):
+        if module in members:
+            return name
+    if module == "numnet":
+        return "api"  # numnet.build / numnet.load
+    if module.startswith("numnet.gui"):
+        return "gui"
+    return module.split(".")[1]  # runs, engine, layers, keras, formats, data
+
+
+# What each part may import (besides itself and the helpers): everything else is a rule broken.
+ALLOWED = {
+    "command": {"command", "api", "runs", "backends", "formats", "data", "layers", "keras", "kernels", "gui"},
+    "gui": {"api", "backends", "data", "formats"},
+    "api": {"backends", "formats", "keras", "data"},
+    "runs": {"api", "backends", "formats", "data"},
+    "backends": {"engine", "keras", "layers"},
+    "engine": {"layers", "formats"},  # formats only to save: they never import the engine back
+    "layers": {"kernels"},
+    "keras": {"layers"},
+    "formats": {"keras", "layers"},
+    "data": set(),
+    "kernels": set(),
+    "helper": set(),
+}
+
+
+def test_every_module_belongs_to_a_known_part():
+    assert {group(module) for module in MODULES} <= set(ALLOWED), sorted({group(m) for m in MODULES} - set(ALLOWED))
+
+
+def test_the_graph_sees_the_real_imports():
+    assert "numnet.layers" in GRAPH["numnet.engine.model"] and "numnet.io" in GRAPH["numnet.formats.npz"]
+    assert "numnet.engine.model" in GRAPH["numnet.backends"]  # an import inside a function counts too
+    assert group("numnet.formats.npz") == "formats" and group("numnet.runs.local") == "runs"
 
 
 def reachable(start: str) -> set[str]:
@@ -57,43 +105,27 @@ def reachable(start: str) -> set[str]:
     return seen
 
 
-def test_the_graph_sees_the_real_imports():
-    assert "numnet.layers" in GRAPH["numnet.model"] and "numnet.io" in GRAPH["numnet.files"]
-    assert "numnet.model" in GRAPH["numnet.backends"]  # an import inside a function counts too
-
-
 def test_no_module_imports_itself_through_others():
     cycles = sorted(name for name in GRAPH if name in reachable(name))
     assert cycles == [], f"import cycles through: {cycles}"
 
 
-FILE_FORMATS = ["numnet.files", "numnet.keras_files"]
-ENGINE = [
-    "numnet.layers",
-    "numnet.layer_base",
-    "numnet.augmentation",
-    "numnet.schedules",
-    "numnet.fusion",
-    "numnet.optimizers",
-    "numnet.callbacks",
-    "numnet.model",
-    "numnet.training",
-]
-BUILDERS = ["numnet.model", "numnet.training", "numnet.backends", "numnet.loading", "numnet.runs"]
-COMMANDS = ["numnet.train", "numnet.experiments", "numnet.report", "numnet.web", "numnet.gui", "numnet.gui.app",
-            "numnet.gui.web"]  # fmt: skip
+@pytest.mark.parametrize("module", sorted(MODULES))
+def test_imports_run_one_way(module):
+    own = group(module)
+    broken = sorted(f"{target} ({group(target)})" for target in GRAPH[module]
+                    if group(target) not in ALLOWED[own] | {own, "helper"})  # fmt: skip
+    assert broken == [], f"{module} ({own}) imports {broken}"
 
 
-@pytest.mark.parametrize("module", FILE_FORMATS)
-def test_file_formats_return_data_and_never_build(module):
-    assert reachable(module).isdisjoint(BUILDERS), sorted(reachable(module) & set(BUILDERS))
+def test_nothing_but_a_command_imports_a_command():
+    for module, targets in GRAPH.items():
+        if group(module) != "command":
+            assert not {t for t in targets if group(t) == "command"}, module
 
 
-@pytest.mark.parametrize("module", ENGINE + ["numnet.backends.numpy_kernels", "numnet.backends.numba_kernels"])
-def test_the_engine_never_reaches_a_command(module):
-    assert reachable(module).isdisjoint(COMMANDS), sorted(reachable(module) & set(COMMANDS))
-
-
-@pytest.mark.parametrize("module", ["numnet.backends.numpy_kernels", "numnet.backends.numba_kernels"])
-def test_kernels_are_plain_functions_that_import_no_engine(module):
-    assert reachable(module).isdisjoint(ENGINE + BUILDERS)
+@pytest.mark.parametrize("part", ["formats", "data", "keras", "layers", "kernels"])
+def test_file_formats_data_and_layers_never_reach_the_engine(part):
+    for module in (m for m in MODULES if group(m) == part):
+        reached = {group(m) for m in reachable(module)}
+        assert reached.isdisjoint({"engine", "backends", "runs", "command"}), (module, reached)

@@ -10,18 +10,18 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
-from gradcheck import check_layer  # noqa: E402
+from conftest import ENGINE_BACKENDS, ENGINE_KERNELS  # noqa: E402
 
 import numnet  # noqa: E402
-from numnet.augmentation import (  # noqa: E402
+from numnet.backends import numpy_kernels  # noqa: E402  (the reference)
+from numnet.errors import SpecError  # noqa: E402
+from numnet.layers import layer_from_config  # noqa: E402
+from numnet.layers.augmentation import (  # noqa: E402
     gaussian_blur_matrix,
     rotation_transforms,
     translation_transforms,
     zoom_transforms,
 )
-from numnet.backends import numba_kernels, numpy_kernels  # noqa: E402
-from numnet.errors import SpecError  # noqa: E402
-from numnet.layers import layer_from_config  # noqa: E402
 
 keras = pytest.importorskip("keras")
 
@@ -89,7 +89,7 @@ def test_each_layer_warps_as_its_keras_layer_on_the_same_draw(config, mnist_inpu
     theirs = getattr(keras.layers, ours.keras_class)(**ours.to_keras(seed=3))
     expected, transforms = keras_draws(theirs, images)
     c = ours.config
-    for kernels in (numpy_kernels, numba_kernels):
+    for kernels in ENGINE_KERNELS.values():
         warped = kernels.warp(images, transforms, None, c["fill_mode"], c["fill_value"], c["interpolation"])
         assert np.abs(warped - expected).max() <= 1e-4, kernels.NAME
     assert np.abs(expected - images).max() > 0.5  # the draw really moved the digits
@@ -112,7 +112,7 @@ def test_a_displaced_warp_is_keras_map_coordinates(fill_mode, interpolation, rng
     expected = np.stack([np.stack([keras_numpy_image.map_coordinates(image[..., k], [c[0], c[1]], order,
                                                                       fill_mode, 0.5) for k in range(2)], axis=-1)
                          for image, c in zip(images, coords)])  # fmt: skip
-    for kernels in (numpy_kernels, numba_kernels):
+    for kernels in ENGINE_KERNELS.values():
         ours = kernels.warp(images, identity, displacement, fill_mode, 0.5, interpolation)
         np.testing.assert_allclose(ours, expected, atol=1e-6)  # Keras computes in float32
 
@@ -167,9 +167,9 @@ def test_elastic_transform_draws_and_bends_as_keras_does(rng):
 def test_keras_twin_of_the_elastic_transform_bends_as_numnet_does(fill_mode, interpolation, rng):
     """numnet's Keras backend trains with its own RandomElasticTransform (Keras' own bends every
     image like the first in model.fit on TensorFlow): its blur and its reading agree with numnet's."""
-    from numnet.keras_layers import register
+    from numnet.keras import layers as numnet_keras
 
-    twin = register()["RandomElasticTransform"](fill_mode=fill_mode, fill_value=0.5, dtype="float64")
+    twin = numnet_keras.RandomElasticTransform(fill_mode=fill_mode, fill_value=0.5, dtype="float64")
     noise = rng.standard_normal((3, 9, 12, 2))
     for sigma in (0.3, 0.45, 0.9):  # (the most for 9 x 12 at scale 1 is 0.45; 0.9 needs more taps)
         expected = gaussian_blur_matrix(9, sigma) @ noise.transpose(0, 3, 1, 2) @ gaussian_blur_matrix(12, sigma).T
@@ -185,11 +185,11 @@ def test_keras_twin_of_the_elastic_transform_bends_as_numnet_does(fill_mode, int
 def test_keras_twin_bends_each_image_of_a_compiled_batch_by_its_own_field(mnist_inputs):
     import tensorflow as tf
 
-    from numnet.keras_layers import register
+    from numnet.keras import layers as numnet_keras
 
     (x_train, _), _ = mnist_inputs
     images = x_train[:16]
-    for layer in (keras.layers.RandomElasticTransform, register()["RandomElasticTransform"]):
+    for layer in (keras.layers.RandomElasticTransform, numnet_keras.RandomElasticTransform):
         elastic = layer(factor=[1.0, 1.0], scale=[0.3, 0.3], fill_mode="constant", value_range=(0, 1), seed=1)
         unknown_batch = [tf.TensorSpec((None, 28, 28, 1))]
         compiled = tf.function(lambda x, e=elastic: e(x, training=True), input_signature=unknown_batch)
@@ -208,7 +208,7 @@ def augmented_cnn(seed_layers=(*AUGMENTATION[:3], STROKES, CONTRAST, ELASTIC)):
     return {**spec, "name": "augmented", "layers": [*seed_layers, *spec["layers"]]}
 
 
-@pytest.mark.parametrize("backend", ["numpy", "numba"])
+@pytest.mark.parametrize("backend", ENGINE_BACKENDS)
 def test_inference_is_the_identity_and_a_seed_repeats_its_batches(backend, mnist_inputs):
     (x_train, _), (x_test, _) = mnist_inputs
     plain, augmented = numnet.build(numnet.specs.cnn(), backend=backend), numnet.build(augmented_cnn(), backend=backend)
@@ -231,7 +231,7 @@ def test_stroke_width_is_grey_scale_dilation_or_erosion(rng):
     images = rng.random((4, 12, 10, 1)).astype(np.float32)
     dilated = np.stack([grey_dilation(i[..., 0], size=3, mode="nearest") for i in images])[..., None]
     eroded = np.stack([grey_erosion(i[..., 0], size=3, mode="nearest") for i in images])[..., None]
-    for kernels in (numpy_kernels, numba_kernels):
+    for kernels in ENGINE_KERNELS.values():
         y, _ = kernels.stroke_width(images, np.array([1.0, -1.0, 0.25, -0.5]))
         np.testing.assert_allclose(y[:2], np.concatenate([dilated[:1], eroded[1:2]]), atol=1e-7)
         np.testing.assert_allclose(y[2], images[2] + 0.25 * (dilated[2] - images[2]), atol=1e-6)
@@ -239,14 +239,15 @@ def test_stroke_width_is_grey_scale_dilation_or_erosion(rng):
 
 
 def test_stroke_width_in_keras_computes_what_numnet_computes(mnist_inputs):
-    """Keras has no such layer: numnet.keras_layers gives it one, built from Keras ops."""
-    from numnet.keras_layers import register
+    """Keras has no such layer: numnet.keras.layers gives it one, built from Keras ops."""
+    from numnet.keras import layers as numnet_keras
 
     (x_train, _), _ = mnist_inputs
     images, amounts = x_train[:32], np.linspace(-1, 1, 32)
-    theirs = register()["RandomStrokeWidth"](factor=[-0.5, 1.0], seed=3)
+    theirs = numnet_keras.RandomStrokeWidth(factor=[-0.5, 1.0], seed=3)
     expected = keras.ops.convert_to_numpy(theirs.apply_amounts(images, amounts.reshape(32, 1, 1, 1).astype("float32")))
-    np.testing.assert_allclose(numba_kernels.stroke_width(images, amounts)[0], expected, atol=1e-6)
+    for kernels in ENGINE_KERNELS.values():
+        np.testing.assert_allclose(kernels.stroke_width(images, amounts)[0], expected, atol=1e-6, err_msg=kernels.NAME)
     np.testing.assert_array_equal(keras.ops.convert_to_numpy(theirs(images, training=False)), images)
     drawn = keras.ops.convert_to_numpy(theirs(images, training=True))
     assert np.abs(drawn - images).max() > 0.5  # training changes the strokes
@@ -265,7 +266,7 @@ def test_contrast_is_keras_random_contrast_forward_and_backward(rng):
         expected = theirs.transform_images(x, {"contrast_factor": tf.constant(factors.reshape(4, 1, 1, 1))})
         loss = tf.reduce_sum(weights * expected)
     gradient = tape.gradient(loss, x).numpy()
-    for kernels in (numpy_kernels, numba_kernels):
+    for kernels in ENGINE_KERNELS.values():
         ours, inside = kernels.contrast(images, factors, 0, 1)
         assert 0 < inside.mean() < 1
         np.testing.assert_allclose(ours, expected.numpy(), atol=1e-12)
@@ -284,39 +285,19 @@ def test_contrast_draws_its_factors_as_keras_does():
 def test_stroke_width_gradient_is_keras_gradient(rng):
     import tensorflow as tf
 
-    from numnet.keras_layers import register
+    from numnet.keras import layers as numnet_keras
 
     images, amounts = rng.standard_normal((4, 9, 8, 2)), np.array([0.7, -0.4, 1.0, -1.0])
     weights = rng.standard_normal(images.shape)
-    theirs = register()["RandomStrokeWidth"](factor=1.0, dtype="float64")
+    theirs = numnet_keras.RandomStrokeWidth(factor=1.0, dtype="float64")
     x = tf.constant(images)
     with tf.GradientTape() as tape:
         tape.watch(x)
         loss = tf.reduce_sum(weights * theirs.apply_amounts(x, tf.constant(amounts.reshape(4, 1, 1, 1))))
     expected = tape.gradient(loss, x).numpy()
-    for kernels in (numpy_kernels, numba_kernels):
+    for kernels in ENGINE_KERNELS.values():
         _, taps = kernels.stroke_width(images, amounts)
         np.testing.assert_allclose(kernels.stroke_width_backward(weights, amounts, taps), expected, atol=1e-12)
-
-
-@pytest.mark.parametrize("config", AUGMENTATION + [
-    STROKES, CONTRAST, {**ELASTIC, "factor": 1.0, "value_range": [-1.5, 1.5]},
-    {**ELASTIC, "fill_mode": "reflect", "interpolation": "nearest", "value_range": [-9, 9]},
-    {"type": "RandomRotation", "factor": 0.2, "fill_mode": "reflect"},
-    {"type": "RandomTranslation", "height_factor": 0.3, "width_factor": 0.3, "fill_mode": "wrap",
-     "interpolation": "nearest"}], ids=lambda c: c["type"] + str(len(c)))  # fmt: skip
-@pytest.mark.parametrize("backend", ["numpy", "numba"])
-def test_backward_matches_finite_differences(config, backend, rng):
-    layer = layer_from_config(config)
-    layer.build(
-        (9, 8, 2), np.random.default_rng(0), np.float64, {"numpy": numpy_kernels, "numba": numba_kernels}[backend]
-    )
-    x = rng.standard_normal((3, 9, 8, 2))
-
-    def same_draw() -> None:
-        layer.rng = np.random.default_rng(7)
-
-    check_layer(layer, x, training=True, rng=rng, before_forward=same_draw)
 
 
 @pytest.mark.parametrize("backend", ["numba", "tensorflow"])
@@ -360,13 +341,11 @@ def test_keras_reads_the_layers_numnet_writes_and_numnet_reads_keras(tmp_path, m
 
 @pytest.mark.parametrize("suffix", [".keras", ".h5"])
 def test_keras_reads_the_stroke_width_layer_numnet_writes(tmp_path, mnist_inputs, suffix):
-    """Keras reads numnet's own layer once numnet.keras_layers has registered it, in either format."""
-    from numnet.keras_layers import register
+    """Keras reads numnet's own layer once numnet.keras.layers has registered it, in either format."""
 
     (_, _), (x_test, _) = mnist_inputs
     model = numnet.build(augmented_cnn([{"type": "RandomStrokeWidth", "factor": 0.4}, CONTRAST, *MILD]), seed=1)
     model.save(tmp_path / f"strokes{suffix}")
-    register()
     loaded = keras.models.load_model(tmp_path / f"strokes{suffix}")
     assert type(loaded.layers[0]).__name__ == "RandomStrokeWidth" and loaded.layers[0].factor == 0.4
     assert type(loaded.layers[1]).__name__ == "RandomContrast" and loaded.layers[1].factor == (0.2, 1.0)
@@ -389,9 +368,10 @@ def test_keras_reads_the_elastic_transform_numnet_writes_and_back(tmp_path, mnis
 
 
 def test_tfjs_export_leaves_the_augmentation_out(tmp_path):
-    from numnet.tfjs import topology
+    from numnet.formats.tfjs import topology
+    from numnet.layers import check_spec
 
-    config, manifest = topology(augmented_cnn())
+    config, manifest = topology(*check_spec(augmented_cnn()))
     classes = [layer["class_name"] for layer in config["config"]["layers"]]
     assert classes[0] == "Conv2D" and not any(c.startswith("Random") for c in classes)
     assert config["config"]["layers"][0]["config"]["batch_input_shape"] == [None, 28, 28, 1]
@@ -428,3 +408,35 @@ def test_augmentation_needs_an_image_input():
             {"type": "Dense", "units": 10, "activation": "softmax"}]}  # fmt: skip
     with pytest.raises(SpecError, match=re.escape("RandomRotation needs (height, width, channels) input")):
         numnet.build(spec)
+
+
+@pytest.mark.parametrize("module", ["numnet.keras.layers", "numnet.keras_layers"])
+def test_plain_keras_reads_a_file_with_numnet_layers_by_itself(tmp_path, module):
+    """Keras finds numnet's layers by their registered name once `numnet.keras.layers` is imported, in a
+    fresh process with nothing else of numnet: files naming today's module, and files naming the one
+    they lived in before (numnet.keras_layers)."""
+    import json
+    import subprocess
+    import sys
+    import zipfile
+
+    path = tmp_path / "strokes.keras"
+    numnet.build(augmented_cnn([{"type": "RandomStrokeWidth", "factor": 0.4}, *MILD]), seed=1).save(path)
+    with zipfile.ZipFile(path) as archive:
+        members = {name: archive.read(name) for name in archive.namelist()}
+    config = json.loads(members["config.json"])
+    first = config["config"]["layers"][1]
+    assert first["module"] == "numnet.keras.layers" and first["registered_name"] == "numnet>RandomStrokeWidth"
+    first["module"] = module
+    members["config.json"] = json.dumps(config).encode()
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    code = (
+        "import sys, keras, numnet.keras.layers; model = keras.models.load_model(sys.argv[1]); "
+        "print(type(model.layers[0]).__name__)"
+    )
+    result = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "KERAS_BACKEND": "tensorflow"})  # fmt: skip
+    assert result.stdout.strip().splitlines()[-1:] == ["RandomStrokeWidth"], result.stderr[-2000:]
+    assert numnet.load(path).spec["layers"][0] == {"type": "RandomStrokeWidth", "factor": 0.4}

@@ -81,6 +81,8 @@ def test_labels_are_checked(mlp):
         ({"input_shape": [784], "layers": [{"type": "Flatten"}], "optimizer": {"type": "rmsprop"}},
          "optimizer must be"),
         ([1, 2], "must be a JSON object"),
+        ({"input_shape": [784], "layers": [{"type": "BatchNormalization", "epsilon": float("inf")}]},
+         "BatchNormalization epsilon must be a finite number, got inf"),
     ],
 )  # fmt: skip
 def test_bad_specs_name_the_problem(spec, message):
@@ -115,6 +117,23 @@ def test_corrupt_weights_are_detected(saved_mlp):
     saved_mlp.write_bytes(bytes(data))
     with pytest.raises(ModelFileError, match="corrupt"):
         numnet.load(saved_mlp)
+
+
+@pytest.mark.parametrize("garbage", [b"{'descr': '<f4', 'fortran_order': False, 'shape{: (784, 4), }",
+                                     b"{'descr': '<f4', 'fortran_order': False, 'shape': (784, 4"])  # fmt: skip
+def test_a_garbled_array_header_is_named_corrupt(saved_mlp, tmp_path, garbage):
+    """NumPy reads an .npy header as a Python literal: a damaged one raises a SyntaxError or a
+    tokenizer error inside NumPy, which the reader names as a corrupt file (found by the fuzzer)."""
+    hostile = tmp_path / "garbled.npz"
+    with zipfile.ZipFile(saved_mlp) as src, zipfile.ZipFile(hostile, "w") as dst:
+        for item in src.infolist():
+            data = src.read(item)
+            if item.filename == "weights/000.npy":
+                length = int.from_bytes(data[8:10], "little")
+                data = data[:10] + garbage.ljust(length - 1) + b"\n" + data[10 + length :]
+            dst.writestr(item, data)
+    with pytest.raises(ModelFileError, match="corrupt .the header of array weights/000.npy"):
+        numnet.load(hostile)
 
 
 def test_missing_model_file(tmp_path):
@@ -183,10 +202,10 @@ def test_a_bad_batch_size_is_refused_by_every_method(mlp, method, batch_size):
 
 @pytest.mark.parametrize(
     ("setting", "message"),
-    [({"epochs": -1}, "epochs must be an integer >= 0, got -1"),
-     ({"epochs": "2"}, "epochs must be an integer >= 0, got '2'"),
-     ({"validation_split": 1.0}, "validation_split must be in [0, 1), got 1.0"),
-     ({"validation_split": "0.1"}, "validation_split must be in [0, 1), got '0.1'")],
+    [({"epochs": -1}, "epochs must be an integer >= 1, got -1"),
+     ({"epochs": "2"}, "epochs must be an integer >= 1, got '2'"),
+     ({"validation_split": 1.0}, "validation_split must be a number in [0, 1), got 1.0"),
+     ({"validation_split": "0.1"}, "validation_split must be a number in [0, 1), got '0.1'")],
 )  # fmt: skip
 def test_bad_fit_settings_are_refused_by_name(mlp, setting, message):
     x, y = np.zeros((4, 28, 28, 1), np.float32), np.zeros(4, int)

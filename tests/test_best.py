@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 
 import numnet
-from numnet import drawings, specs
-from numnet.preprocess import canvas_to_mnist
+from numnet import specs
+from numnet.data import drawings
+from numnet.data.preprocess import canvas_to_mnist
 
 
 def test_best_spans_its_one_cycle_over_the_run_it_is_built_for():
@@ -80,12 +81,12 @@ def test_the_report_shows_what_an_augmented_network_saw(tmp_path, mnist):
 def test_the_example_grid_sweeps_augmentation_and_schedules(monkeypatch):
     from pathlib import Path
 
-    from numnet import experiments
+    from numnet.runs import grid
 
     monkeypatch.chdir(Path(__file__).resolve().parent.parent)  # the grid names its specs from the repository
-    grid_runs = experiments.expand_grid(experiments.read_grid("examples/grids/augmentation-and-schedules.json"))
+    grid_runs = grid.expand_grid(grid.read_grid("examples/grids/augmentation-and-schedules.json"))
     built = [numnet.build(specs.resolve(run["model"], run)) for run in grid_runs]
-    assert len({experiments.run_name(run) for run in grid_runs}) == 5
+    assert len({grid.run_name(run) for run in grid_runs}) == 5
     rates = [model.spec["optimizer"]["learning_rate"] for model in built]
     assert [r if isinstance(r, float) else r["type"] for r in rates] == ["OneCycle", "OneCycle", "OneCycle", 0.001,
                                                                          "CosineDecay"]  # fmt: skip

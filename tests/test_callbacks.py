@@ -8,7 +8,7 @@ import pytest
 
 import numnet
 from numnet import callbacks
-from numnet.files import read_header
+from numnet.formats.npz import read_header
 
 keras = pytest.importorskip("keras")  # the tf extra, which CI installs: never skipped there
 

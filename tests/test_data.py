@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from numnet import data
+from numnet.data import mnist as data
 from numnet.errors import DatasetError
 
 

@@ -12,8 +12,10 @@ import pytest
 from PIL import Image
 
 import numnet
-from numnet import experiments, report
-from numnet.files import read_header
+from numnet import report
+from numnet.formats.npz import read_header
+from numnet.runs import grid as grids
+from numnet.runs import local
 
 TINY = {"model": ["mlp", "cnn"], "epochs": 1, "batch_size": 50, "validation_split": 0.2,
         "train_samples": 400, "test_samples": 300}  # fmt: skip
@@ -22,7 +24,7 @@ TINY = {"model": ["mlp", "cnn"], "epochs": 1, "batch_size": 50, "validation_spli
 @pytest.fixture(scope="module")
 def tiny_results(tmp_path_factory, mnist):
     out = tmp_path_factory.mktemp("tiny")
-    records = experiments.run_grid(experiments.expand_grid(TINY), "numba", out, verbose=False, mnist=mnist)
+    records = local.run_grid(grids.expand_grid(TINY), "numba", out, verbose=False, mnist=mnist)
     return out, records
 
 
@@ -40,10 +42,10 @@ def home_with_mnist(tmp_path):
 
 
 def test_builtin_grids_are_the_labs_tables():
-    cnn = experiments.expand_grid(experiments.read_grid("seed-cnn"))
+    cnn = grids.expand_grid(grids.read_grid("seed-cnn"))
     assert [(r["model"], r["epochs"], r["batch_size"]) for r in cnn] == [("cnn", 25, 1024), ("cnn", 50, 1024),
                                                                          ("cnn", 100, 1024)]  # fmt: skip
-    mlp = experiments.expand_grid(experiments.read_grid("seed-mlp"))
+    mlp = grids.expand_grid(grids.read_grid("seed-mlp"))
     assert {(r["epochs"], r["validation_split"]) for r in mlp} == {
         (e, v) for e in (1500, 2500, 4900) for v in (0.1, 0.2, 0.3)
     }
@@ -51,9 +53,9 @@ def test_builtin_grids_are_the_labs_tables():
 
 
 def test_scale_multiplies_epochs_and_keeps_at_least_one():
-    runs = experiments.expand_grid(experiments.read_grid("seed-mlp"), scale=0.01)
+    runs = grids.expand_grid(grids.read_grid("seed-mlp"), scale=0.01)
     assert sorted({r["epochs"] for r in runs}) == [15, 25, 49]
-    assert [r["epochs"] for r in experiments.expand_grid({"model": "mlp", "epochs": 3}, 0.01)] == [1]
+    assert [r["epochs"] for r in grids.expand_grid({"model": "mlp", "epochs": 3}, 0.01)] == [1]
 
 
 @pytest.mark.parametrize("suffix", [".json", ".toml"])
@@ -63,7 +65,7 @@ def test_grid_files_cross_their_lists(tmp_path, suffix):
         path.write_text(json.dumps({"model": "mlp", "epochs": [1, 2], "seed": [0, 1, 2]}))
     else:
         path.write_text('model = "mlp"\nepochs = [1, 2]\nseed = [0, 1, 2]\n')
-    runs = experiments.expand_grid(experiments.read_grid(str(path)))
+    runs = grids.expand_grid(grids.read_grid(str(path)))
     assert [(r["epochs"], r["seed"]) for r in runs] == [(e, s) for e in (1, 2) for s in (0, 1, 2)]
 
 
@@ -72,25 +74,29 @@ def test_grid_files_cross_their_lists(tmp_path, suffix):
     [
         ({"model": "mlp", "epochs": 1, "learning_rate": 0.1}, "unknown grid setting(s) ['learning_rate']"),
         ({"model": "mlp"}, "needs at least 'model' and 'epochs'"),
-        ({"model": "mlp", "epochs": 0}, "'epochs' and 'batch_size' must be at least 1"),
-        ({"model": "mlp", "epochs": "ten"}, "'epochs' must be a non-negative integer"),
-        ({"model": "mlp", "epochs": 1, "validation_split": 1.5}, "'validation_split' must be in [0, 1)"),
+        ({"model": "mlp", "epochs": 0}, "grid setting 'epochs' must be an integer >= 1, got 0"),
+        ({"model": "mlp", "epochs": "ten"}, "grid setting 'epochs' must be an integer >= 1, got 'ten'"),
+        (
+            {"model": "mlp", "epochs": 1, "validation_split": 1.5},
+            "grid setting 'validation_split' must be a number in [0, 1), got 1.5",
+        ),
+        ({"model": "mlp", "epochs": 1, "test_samples": 0}, "grid setting 'test_samples' must be an integer >= 1"),
         ({"model": "mlp", "epochs": []}, "empty list"),
     ],
 )
 def test_bad_grids_are_refused_by_name(grid, message):
-    with pytest.raises(experiments.GridError) as error:
-        experiments.expand_grid(grid)
+    with pytest.raises(grids.GridError) as error:
+        grids.expand_grid(grid)
     assert message in str(error.value)
 
 
 def test_unreadable_grid_file_is_named(tmp_path):
     path = tmp_path / "grid.json"
     path.write_text("{not json")
-    with pytest.raises(experiments.GridError, match="grid file .*grid.json' cannot be read"):
-        experiments.read_grid(str(path))
-    with pytest.raises(experiments.GridError, match="neither a built-in grid"):
-        experiments.read_grid(str(tmp_path / "missing.json"))
+    with pytest.raises(grids.GridError, match="grid file .*grid.json' cannot be read"):
+        grids.read_grid(str(path))
+    with pytest.raises(grids.GridError, match="neither a built-in grid"):
+        grids.read_grid(str(tmp_path / "missing.json"))
 
 
 def test_each_run_records_what_the_lab_wrote_down(tiny_results, mnist):
@@ -121,31 +127,31 @@ def test_each_run_records_what_the_lab_wrote_down(tiny_results, mnist):
 def test_finished_runs_are_skipped(tiny_results, mnist):
     out, records = tiny_results
     stamps = {r["name"]: (out / r["name"] / "model.npz").stat().st_mtime_ns for r in records}
-    again = experiments.run_grid(experiments.expand_grid(TINY), "numba", out, verbose=False, mnist=mnist)
+    again = local.run_grid(grids.expand_grid(TINY), "numba", out, verbose=False, mnist=mnist)
     assert again == records
     assert stamps == {r["name"]: (out / r["name"] / "model.npz").stat().st_mtime_ns for r in records}
 
 
 def test_an_interrupted_run_continues_from_its_checkpoint(tmp_path, mnist, monkeypatch):
     grid = {"model": "mlp", "epochs": 3, "batch_size": 100, "train_samples": 500, "test_samples": 100}
-    runs = experiments.expand_grid(grid)
-    run_dir = tmp_path / experiments.run_name(runs[0])
-    real_epoch = experiments.GridProgress.epoch
+    runs = grids.expand_grid(grid)
+    run_dir = tmp_path / grids.run_name(runs[0])
+    real_epoch = local.GridProgress.epoch
 
     def interrupt_after_first_epoch(self, *args):
         real_epoch(self, *args)
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(experiments.GridProgress, "epoch", interrupt_after_first_epoch)
+    monkeypatch.setattr(local.GridProgress, "epoch", interrupt_after_first_epoch)
     with pytest.raises(KeyboardInterrupt):
-        experiments.run_grid(runs, "numba", tmp_path, verbose=False, mnist=mnist)
+        local.run_grid(runs, "numba", tmp_path, verbose=False, mnist=mnist)
     assert numnet.load(run_dir / "checkpoint.npz").epochs_done == 1
     assert not (run_dir / "run.json").exists()
     first_loss = read_header(run_dir / "checkpoint.npz")["run"]["history"]["loss"]
     assert len(first_loss) == 1
 
-    monkeypatch.setattr(experiments.GridProgress, "epoch", real_epoch)
-    (record,) = experiments.run_grid(runs, "numba", tmp_path, verbose=False, mnist=mnist)
+    monkeypatch.setattr(local.GridProgress, "epoch", real_epoch)
+    (record,) = local.run_grid(runs, "numba", tmp_path, verbose=False, mnist=mnist)
     assert len(record["history"]["loss"]) == 3 and record["history"]["loss"][0] == first_loss[0]
     assert numnet.load(run_dir / "model.npz").epochs_done == 3
     assert not (run_dir / "checkpoint.npz").exists()
@@ -199,7 +205,7 @@ def test_report_leaves_out_unfinished_runs_and_says_so(tiny_results, tmp_path, m
     [
         (lambda run: (run / "run.json").write_text("{truncated"), "run.json' is corrupt"),
         (lambda run: (run / "run.json").write_text("{}"), "run.json' lacks"),
-        (lambda run: (run / "test_probabilities.npy").unlink(), "test_probabilities.npy' is missing"),
+        (lambda run: (run / "test_probabilities.npy").unlink(), "test_probabilities.npy' does not exist"),
         (lambda run: (run / "test_probabilities.npy").write_bytes(b"garbage"), "test_probabilities.npy' is corrupt"),
     ],
 )
@@ -235,23 +241,23 @@ def test_command_lines_run_a_grid_file_and_draw_its_report(tmp_path):
 
 
 def test_a_damaged_checkpoint_names_itself_and_how_to_start_over(tmp_path, mnist):
-    runs = experiments.expand_grid({"model": "mlp", "epochs": 2, "train_samples": 300, "test_samples": 100})
-    run_dir = tmp_path / experiments.run_name(runs[0])
+    runs = grids.expand_grid({"model": "mlp", "epochs": 2, "train_samples": 300, "test_samples": 100})
+    run_dir = tmp_path / grids.run_name(runs[0])
     run_dir.mkdir()
     (run_dir / "checkpoint.npz").write_bytes(b"PK\x03\x04 half a zip")
-    with pytest.raises(experiments.GridError, match="delete '.*checkpoint.npz' to start run mlp-e2"):
-        experiments.run_grid(runs, "numba", tmp_path, verbose=False, mnist=mnist)
+    with pytest.raises(grids.GridError, match="delete '.*checkpoint.npz' to start run mlp-e2"):
+        local.run_grid(runs, "numba", tmp_path, verbose=False, mnist=mnist)
 
 
 def test_a_checkpoint_without_its_history_costs_only_the_early_history(tmp_path, mnist, capsys):
-    runs = experiments.expand_grid({"model": "mlp", "epochs": 2, "train_samples": 300, "test_samples": 100})
-    run_dir = tmp_path / experiments.run_name(runs[0])
+    runs = grids.expand_grid({"model": "mlp", "epochs": 2, "train_samples": 300, "test_samples": 100})
+    run_dir = tmp_path / grids.run_name(runs[0])
     run_dir.mkdir()
     model = numnet.build(numnet.specs.mlp(), backend="numba")
     (x_train, y_train), _ = mnist
     model.fit(numnet.data.to_model_input(x_train[:300]), y_train[:300], epochs=1, verbose=0)
     model.save(run_dir / "checkpoint.npz")  # a plain model file: no run settings or history in it
-    (record,) = experiments.run_grid(runs, "numba", tmp_path, verbose=False, mnist=mnist)
+    (record,) = local.run_grid(runs, "numba", tmp_path, verbose=False, mnist=mnist)
     assert "checkpoint.npz' holds no run history" in capsys.readouterr().err
     assert len(record["history"]["loss"]) == 1 and numnet.load(run_dir / "model.npz").epochs_done == 2
 
@@ -259,7 +265,7 @@ def test_a_checkpoint_without_its_history_costs_only_the_early_history(tmp_path,
 def test_grid_runs_stop_early_and_record_it(tmp_path, mnist):
     grid = {"model": "mlp", "epochs": 30, "early_stopping": 0, "validation_split": 0.2, "batch_size": 50,
             "train_samples": 600, "test_samples": 100}  # fmt: skip
-    (record,) = experiments.run_grid(experiments.expand_grid(grid), "numba", tmp_path, verbose=False, mnist=mnist)
+    (record,) = local.run_grid(grids.expand_grid(grid), "numba", tmp_path, verbose=False, mnist=mnist)
     epochs = len(record["history"]["loss"])
     assert record["settings"]["early_stopping"] == 0 and 1 < epochs < 30
     assert numnet.load(tmp_path / record["name"] / "model.npz").epochs_done == epochs
@@ -281,5 +287,5 @@ def test_command_line_early_stopping_applies_to_every_run(tmp_path):
 
 
 def test_bad_early_stopping_in_a_grid_is_refused():
-    with pytest.raises(experiments.GridError, match="early_stopping"):
-        experiments.expand_grid({"model": "mlp", "epochs": 3, "early_stopping": -1})
+    with pytest.raises(grids.GridError, match="early_stopping"):
+        grids.expand_grid({"model": "mlp", "epochs": 3, "early_stopping": -1})

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 import numnet
 from numnet.errors import NumnetError
-from numnet.layers import LAYER_TYPES, layers_from_spec
+from numnet.layers import LAYER_TYPES, check_spec
 
 JSON = st.recursive(
     st.none() | st.booleans() | st.integers(-5, 300) | st.floats(allow_nan=True) | st.text(max_size=8),
@@ -46,7 +46,7 @@ def specs(draw):
 @given(specs())
 def test_any_spec_is_built_or_refused_with_a_spec_error(spec):
     try:
-        layers_from_spec(numnet.specs.validate(spec))
+        check_spec(spec)
     except NumnetError:
         pass
 

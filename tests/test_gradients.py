@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import ENGINE_KERNELS
 from gradcheck import assert_close_gradients, check_layer, numerical_gradient, sample_indices
-from layer_cases import LAYER_CASES, build_layer
+from layer_cases import LAYER_CASES, build_layer, same_draws
 
 import numnet
 from numnet.backends import get_backend
@@ -14,19 +15,17 @@ from numnet.backends import get_backend
 @pytest.mark.parametrize("training", [True, False], ids=["training", "inference"])
 @pytest.mark.parametrize("config,input_shape", LAYER_CASES, ids=lambda c: str(c))
 def test_layer_backward_matches_finite_differences(config, input_shape, training, backend, rng):
-    layer = build_layer(config, input_shape, backend, rng)
+    layer = build_layer(config, input_shape, ENGINE_KERNELS[backend], rng)
     x = rng.standard_normal(input_shape)
-    # Dropout draws a fresh mask per forward: replay the same mask for every evaluation.
-    reseed = (lambda: setattr(layer, "rng", np.random.default_rng(7))) if config["type"] == "Dropout" else None
-    check_layer(layer, x, training, rng, before_forward=reseed)
+    check_layer(layer, x, training, rng, before_forward=same_draws(layer))
 
 
 @pytest.mark.parametrize("training", [True, False], ids=["training", "inference"])
 def test_fused_batchnorm_relu_maxpool_backward(training, rng):
-    from numnet.fusion import BatchNormReluMaxPool, fuse
+    from numnet.engine.fusion import BatchNormReluMaxPool, fuse
 
     bn, relu, pool = (
-        build_layer(config, (3, 6, 5, 4), "numba", rng)
+        build_layer(config, (3, 6, 5, 4), ENGINE_KERNELS["numba"], rng)
         for config in (
             {"type": "BatchNormalization"},
             {"type": "Activation", "activation": "relu"},
@@ -43,12 +42,12 @@ def test_fused_batchnorm_relu_maxpool_backward(training, rng):
 def test_fused_first_conv_block_backward(training, padding, rng):
     """A one-channel Conv2D first, then BatchNormReluMaxPool: one backward kernel sets all four
     parameter gradients (and no input gradient, which nothing before it wants)."""
-    from numnet.fusion import ConvBatchNormReluMaxPool, fuse
+    from numnet.engine.fusion import ConvBatchNormReluMaxPool, fuse
 
     conv_config = {"type": "Conv2D", "filters": 4, "kernel_size": 3, "padding": padding}
-    conv = build_layer(conv_config, (3, 9, 8, 1), "numba", rng)
+    conv = build_layer(conv_config, (3, 9, 8, 1), ENGINE_KERNELS["numba"], rng)
     after = conv.output_shape
-    bn, relu, pool = (build_layer(config, (3, *after), "numba", rng)
+    bn, relu, pool = (build_layer(config, (3, *after), ENGINE_KERNELS["numba"], rng)
                       for config in ({"type": "BatchNormalization"}, {"type": "Activation", "activation": "relu"},
                                      {"type": "MaxPooling2D"}))  # fmt: skip
     (op,) = fuse([conv, bn, relu, pool])
@@ -69,7 +68,7 @@ def test_fused_first_conv_block_backward(training, padding, rng):
 
 
 def test_only_a_first_one_channel_conv_joins_its_batchnorm_block():
-    from numnet.fusion import BatchNormReluMaxPool, ConvBatchNormReluMaxPool
+    from numnet.engine.fusion import BatchNormReluMaxPool, ConvBatchNormReluMaxPool
 
     seed_cnn = numnet.build(numnet.specs.cnn(), backend="numba")
     assert [type(op) for op in seed_cnn.ops[:2]] == [ConvBatchNormReluMaxPool, numnet.layers.Dropout]

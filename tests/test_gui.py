@@ -129,7 +129,7 @@ def test_the_selector_switches_models_without_restarting(display, trained_models
         app.model_name.set("untrained")
         app.selector.event_generate("<<ComboboxSelected>>")
         root.update()
-        assert set(app.loaded) == {"mlp", "untrained"} and "untrained" in app.answer.get()
+        assert set(app.predictor.loaded) == {"mlp", "untrained"} and "untrained" in app.answer.get()
         assert not np.allclose(app.probabilities, trained_answer)
     finally:
         root.destroy()
@@ -194,7 +194,7 @@ def test_the_app_warms_up_in_the_background_and_keeps_its_size(app):
         app.root.update()
         time.sleep(0.05)
     assert app.status.get().startswith("Ready"), app.status.get()
-    assert "mlp" in app.loaded  # the model was loaded (and its kernels compiled) before any drawing
+    assert "mlp" in app.predictor.loaded  # the model was loaded (and its kernels compiled) before any drawing
     width, height = app.root.winfo_width(), app.root.winfo_height()
     app.protocol_button.invoke()
     app.root.update()

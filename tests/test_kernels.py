@@ -103,7 +103,8 @@ COVERED = {"dense_forward", "dense_backward", "conv2d_forward", "conv2d_backward
            "to_numpy", "zeros", "ones", "one_hot", "count_correct", "inverse_std", "moving_average", "softmax",
            "softmax_backward", "softmax_cross_entropy", "dropout_mask", "warp",
            "warp_backward", "stroke_width", "stroke_width_backward", "contrast",
-           "contrast_backward"}  # fmt: skip
+           "contrast_backward", "bend", "bend_backward", "batchnorm_scale_shift", "copy", "assign",
+           "reshape"}  # fmt: skip
 
 
 def close(actual, expected, rtol=RTOL, atol=ATOL):
@@ -258,6 +259,24 @@ def test_warp_and_its_gradient(kernels, x4, rng, fill_mode, interpolation):
               ref.warp_backward(x4, transforms, displacement, fill_mode, interpolation))  # fmt: skip
 
 
+@pytest.mark.parametrize("interpolation", ["bilinear", "nearest"])
+def test_bend_and_its_gradient(kernels, x4, rng, interpolation):
+    """Some images bent by their own field, the others kept, all clipped; and back."""
+    n, h, w, _ = x4.shape
+    images = np.array([1, 4])
+    displacement = rng.normal(0, 2, (len(images), 2, h, w))
+    y, inside = kernels.bend(x4, images, displacement, "reflect", 0.0, interpolation, -1.0, 1.5)
+    expected_y, expected_inside = ref.bend(x4, images, displacement, "reflect", 0.0, interpolation, -1.0, 1.5)
+    np.testing.assert_array_equal(kernels.to_numpy(inside), expected_inside)
+    assert 0 < expected_inside.mean() < 1  # some values clipped, some not
+    close(kernels.to_numpy(y), expected_y)
+    kept = [i for i in range(n) if i not in images]
+    np.testing.assert_array_equal(expected_y[kept], np.clip(x4[kept], -1.0, 1.5))
+    assert not np.allclose(expected_y[images], np.clip(x4[images], -1.0, 1.5))
+    close(kernels.bend_backward(x4, images, displacement, "reflect", interpolation, inside),
+          ref.bend_backward(x4, images, displacement, "reflect", interpolation, expected_inside))  # fmt: skip
+
+
 def test_stroke_width_and_its_gradient_match_exactly_including_ties(kernels, x4, rng):
     x = np.where(rng.random(x4.shape) < 0.5, 0.0, x4).astype(np.float32)  # blank pixels tie, as in digits
     amounts = np.array([1.0, -1.0, 0.3, -0.6, 0.0, 0.8])
@@ -361,6 +380,26 @@ def test_array_creation_and_transfer(any_kernels):
     back = k.to_numpy(moved)
     assert back.dtype == np.float32 and back.flags.c_contiguous
     np.testing.assert_array_equal(back, strided.astype(np.float32))
+
+
+def test_copy_assign_and_reshape_leave_the_source_alone(any_kernels):
+    k = any_kernels
+    source = k.asarray(np.arange(6.0).reshape(2, 3), np.float32)
+    copied = k.copy(source)
+    target = k.zeros((2, 3), np.float32)
+    k.assign(target, k.asarray(np.ones((2, 3)), np.float32))
+    k.assign(source, target)  # the copy keeps the old values
+    np.testing.assert_array_equal(k.to_numpy(copied), np.arange(6.0).reshape(2, 3))
+    np.testing.assert_array_equal(k.to_numpy(source), np.ones((2, 3)))
+    np.testing.assert_array_equal(k.to_numpy(k.reshape(copied, (3, 2))), np.arange(6.0).reshape(3, 2))
+
+
+def test_batchnorm_scale_and_shift(any_kernels, rng):
+    k = any_kernels
+    gamma, beta, mean, inv_std = (rng.uniform(0.5, 1.5, 4).astype(np.float32) for _ in range(4))
+    scale, shift = k.batchnorm_scale_shift(*(k.asarray(a, np.float32) for a in (gamma, beta, mean, inv_std)))
+    np.testing.assert_allclose(k.to_numpy(scale), gamma * inv_std, rtol=1e-6)
+    np.testing.assert_allclose(k.to_numpy(shift), beta - mean * gamma * inv_std, rtol=1e-6)
 
 
 def test_one_hot_and_count_correct(any_kernels):

@@ -14,6 +14,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -27,7 +30,7 @@ else:
     tf = pytest.importorskip("tensorflow")
 
 import numnet  # noqa: E402
-from numnet.keras_bridge import keras_model  # noqa: E402
+from numnet.keras.bridge import keras_model  # noqa: E402
 
 
 @contextlib.contextmanager
@@ -95,7 +98,7 @@ def max_relative(actual, expected) -> float:
     return float(np.abs(actual - expected).max() / max(np.abs(expected).max(), 1e-30))
 
 
-ENGINES = ["numpy", "numba"]
+from conftest import ENGINE_BACKENDS as ENGINES  # noqa: E402
 
 
 @pytest.mark.parametrize("backend", ENGINES)
@@ -220,49 +223,36 @@ def test_without_tensorflow_the_backend_says_how_to_install_it(tmp_path):
 
 
 # -- every layer in the shared list, against the Keras layer its mapping names -----------------------
-from layer_cases import LAYER_CASES, build_layer  # noqa: E402
+from keras_twins import KERAS_CASES, compare  # noqa: E402
+from layer_cases import LAYER_CASES  # noqa: E402
 
+from numnet.keras.layers import layer_class  # noqa: E402
 from numnet.layers import layer_from_config  # noqa: E402
-
-KERAS_CASES = [
-    (config, shape, training)
-    for config, shape in LAYER_CASES
-    for training in (False, True)
-    if not (training and config["type"] == "Dropout")  # Keras draws its own masks; inference is compared
-]
-
-
-def keras_twin(layer, input_shape):
-    keras_layer = getattr(keras.layers, layer.keras_class)(**layer.to_keras(seed=0), dtype="float64")
-    keras_layer.build((None, *input_shape[1:]))
-    keras_layer.set_weights([np.asarray(w) for w in layer.weights()])
-    return keras_layer
 
 
 @pytest.mark.parametrize("config,input_shape,training", KERAS_CASES, ids=str)
-def test_every_layer_matches_its_keras_layer_forward_and_backward(config, input_shape, training, rng):
-    layer = build_layer(config, input_shape, "numpy", rng)
-    theirs = keras_twin(layer, input_shape)
-    x = rng.standard_normal(input_shape)
-    ours = layer.forward(x, training)
-    r = rng.standard_normal(ours.shape)
-    dx = layer.backward(r)
-    x_tensor = tf.constant(x)
-    with tf.GradientTape() as tape:
-        tape.watch(x_tensor)
-        y = theirs(x_tensor, training=training)
-        loss = tf.reduce_sum(r * y)
-    np.testing.assert_allclose(ours, y.numpy(), rtol=1e-10, atol=1e-12)
-    variables = theirs.trainable_variables
-    expected = tape.gradient(loss, [x_tensor, *variables])
-    np.testing.assert_allclose(dx, expected[0].numpy(), rtol=1e-9, atol=1e-12)
-    if training:
-        for name, grad in zip(layer.params, expected[1:]):
-            np.testing.assert_allclose(layer.grads[name], grad.numpy(), rtol=1e-9, atol=1e-12, err_msg=name)
+def test_every_layer_matches_its_keras_layer_forward_and_backward(config, input_shape, training):
+    compare(keras, config, input_shape, training)
+
+
+def test_every_layer_matches_its_keras_layer_on_jax_too():
+    """The same comparison on Keras' JAX backend, in its own process (Keras runs one per process)."""
+    if not os.environ.get("CI"):
+        pytest.importorskip("jax", reason="pip install 'numnet[jax]'")
+    script = Path(__file__).with_name("keras_twins.py")
+    env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_ENABLE_X64": "1"}
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=600, env=env)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    assert f"{len(KERAS_CASES)} of {len(KERAS_CASES)} cases agree on Keras' jax backend" in result.stdout
 
 
 @pytest.mark.parametrize("config", [config for config, _ in LAYER_CASES], ids=str)
 def test_keras_mapping_round_trips_through_a_keras_layer_config(config):
     layer = layer_from_config(config)
-    keras_config = getattr(keras.layers, layer.keras_class)(**layer.to_keras(seed=0)).get_config()
-    assert type(layer).from_keras(keras_config) == layer.to_config()
+    keras_config = layer_class(layer.keras_class)(**layer.to_keras(seed=0), name="twin").get_config()
+    back = type(layer).from_keras(keras_config)
+    if layer.training_only:  # Keras writes a factor f as its range (-f, f): the same layer, another spelling
+        again = layer_class(layer.keras_class)(**layer_from_config(back).to_keras(seed=0), name="twin")
+        assert again.get_config() == keras_config
+    else:
+        assert back == layer.to_config()

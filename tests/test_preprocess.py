@@ -14,8 +14,8 @@ import pytest
 from PIL import Image
 
 import numnet
-from numnet.drawings import render as draw
-from numnet.preprocess import canvas_to_mnist
+from numnet.data.drawings import render as draw
+from numnet.data.preprocess import canvas_to_mnist
 
 
 @pytest.fixture(scope="module")

@@ -75,7 +75,7 @@ def test_sgd_steps_by_exactly_the_scheduled_rate(mnist_inputs):
 
 def test_training_with_a_schedule_tracks_keras(mnist_inputs):
     """The same spec, weights and batches on numnet and on Keras: the weights stay together."""
-    from numnet.keras_bridge import keras_model
+    from numnet.keras.bridge import keras_model
 
     (x_train, y_train), _ = mnist_inputs
     schedule = {"type": "OneCycle", "max_learning_rate": 0.01, "total_steps": 20}

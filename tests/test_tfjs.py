@@ -24,7 +24,7 @@ import pytest
 from strokes import DIGITS, mouse_strokes
 
 import numnet
-from numnet.tfjs import WEIGHTS_FILE
+from numnet.formats.tfjs import WEIGHTS_FILE
 
 ROOT = Path(__file__).resolve().parent.parent
 TFJS = ROOT / ".test-tools" / "node_modules" / "@tensorflow" / "tfjs" / "dist" / "tf.min.js"
@@ -103,7 +103,7 @@ PAGE_PREDICTION = """async () => {
 @pytest.mark.parametrize("digit", sorted(DIGITS))
 def test_the_labs_page_runs_a_numnet_cnn_exactly_as_numnet_does(browser, site, cnn_model, digit):
     folder, url = site
-    numnet.tfjs.write_tfjs(cnn_model.spec, cnn_model.get_weights(), folder / "tensorflow")
+    numnet.formats.tfjs.write_tfjs(cnn_model.spec, cnn_model.get_weights(), folder / "tensorflow")
     page, errors = open_lab_page(browser, url)
     mouse_strokes(page, "#canvas", DIGITS[digit])
     page.click("#predict")
@@ -180,7 +180,7 @@ def serve(folder: Path):
 def test_the_exported_page_recognises_drawn_digits_in_the_browser(browser, static_site, seed_mlp_file, digit, ratio):
     from PIL import Image
 
-    from numnet.preprocess import canvas_to_mnist
+    from numnet.data.preprocess import canvas_to_mnist
 
     context = browser.new_context(device_scale_factor=ratio, viewport={"width": 800, "height": 600})
     page = context.new_page()

@@ -14,7 +14,7 @@ import pytest
 
 import numnet
 from numnet.errors import TrainingDiverged
-from numnet.files import read_header
+from numnet.formats.npz import read_header
 
 
 def test_mlp_one_epoch_on_full_mnist_reaches_95_percent(backend, mnist_inputs):

@@ -10,7 +10,6 @@ original place, with its whole history.
 from __future__ import annotations
 
 import datetime
-import json
 import sys
 import tempfile
 import time
@@ -24,18 +23,13 @@ import numnet
 from numnet import data, specs
 from numnet.backends import get_backend
 from numnet.callbacks import EarlyStopping, LambdaCallback
-from numnet.errors import NumnetError
-from numnet.files import read_header
-from numnet.io import atomic_write, numnet_home, unreadable_reason, write_json
-from numnet.loading import load_model
+from numnet.errors import NumnetError, RunError
+from numnet.formats.npz import read_header
+from numnet.formats.save import save_model
+from numnet.io import atomic_write, numnet_home, write_json
 from numnet.machine import describe_device
-from numnet.saving import save_model
 
 SETTINGS = ("epochs", "batch_size", "validation_split", "seed", "train_samples", "test_samples", "early_stopping")
-
-
-class RunError(NumnetError):
-    """A run's checkpoint, settings or results that cannot be used."""
 
 
 @dataclass(frozen=True)
@@ -101,7 +95,7 @@ def resume_run(checkpoint: Path, backend: str | None = None, fallback: dict[str,
     the history (with a warning).
     """
     header = read_header(checkpoint)
-    model = load_model(checkpoint, backend=backend)
+    model = numnet.load(checkpoint, backend=backend)
     state = header.get("run")
     if not isinstance(state, dict) or not isinstance(state.get("settings"), dict):
         if fallback is None:
@@ -238,92 +232,3 @@ def run_files(checkpoint: Path) -> RunFiles:
     except (NumnetError, AttributeError):
         started = None
     return RunFiles.of_checkpoint(Path(started) if isinstance(started, str) else checkpoint)
-
-
-def _number(value: Any, low: float = 0.0, high: float = float("inf")) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and low <= value <= high
-
-
-def _number_or_nan(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-def _history(value: Any) -> bool:
-    if not isinstance(value, dict) or not isinstance(value.get("loss"), list):
-        return False
-    lists = value.values()
-    return all(isinstance(v, list) and len(v) == len(value["loss"]) and all(map(_number_or_nan, v)) for v in lists)
-
-
-def _settings(value: Any) -> bool:
-    return isinstance(value, dict) and all(value.get(key) is None or _number(value[key]) for key in SETTINGS)
-
-
-def _confusion(value: Any) -> bool:
-    return (isinstance(value, list) and len(value) == 10
-            and all(isinstance(row, list) and len(row) == 10 and all(_number(c) and c == int(c) for c in row)
-                    for row in value))  # fmt: skip
-
-
-# What the report reads from a record, and what each must be: a record edited by hand or by another
-# program is refused by name instead of failing somewhere inside the plotting.
-RECORD_FIELDS = {
-    "name": (lambda v: isinstance(v, str), "a string"),
-    "settings": (_settings, "an object whose training settings are numbers"),
-    "backend": (lambda v: isinstance(v, str), "a string"),
-    "device": (lambda v: isinstance(v, str), "a string"),
-    "history": (_history, "an object of equally long lists of numbers, 'loss' among them"),
-    "train_seconds": (_number, "a number >= 0"),
-    "test_samples": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0, "an integer >= 0"),
-    "test_accuracy": (lambda v: _number(v, 0, 1), "a number in [0, 1]"),
-    "per_digit_accuracy": (
-        lambda v: isinstance(v, dict) and all(_number(v.get(str(d)), 0, 1) for d in range(10)),
-        "an object of ten accuracies in [0, 1], keys '0' to '9'",
-    ),
-    "confusion": (_confusion, "a 10x10 list of counts"),
-}
-
-
-def read_record(path: str | Path) -> dict[str, Any]:
-    """A finished run's record; RunError names the file when it is missing or damaged."""
-    path = Path(path)
-    if not path.exists():
-        raise RunError(f"'{path}' is missing: the run did not finish; run it again to complete it")
-    if reason := unreadable_reason(path):
-        raise RunError(f"cannot read '{path}': {reason}")
-    try:
-        record = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as error:
-        raise RunError(
-            f"'{path}' is corrupt ({type(error).__name__}: {error}); delete the run's files and run it again"
-        ) from None
-    if not isinstance(record, dict) or not RECORD_FIELDS.keys() <= record.keys():
-        missing = sorted(RECORD_FIELDS.keys() - record.keys()) if isinstance(record, dict) else sorted(RECORD_FIELDS)
-        raise RunError(f"'{path}' lacks {missing}; delete the run's files and run it again")
-    for key, (valid, what) in RECORD_FIELDS.items():
-        if not valid(record[key]):
-            raise RunError(f"'{path}': {key!r} must be {what}, got {_preview(record[key])}; "
-                           "delete the run's files and run it again")  # fmt: skip
-    return record
-
-
-def _preview(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
-def read_probabilities(record_path: Path, record: dict[str, Any]) -> np.ndarray:
-    """The test-set probabilities saved beside a record, checked against its test-set size."""
-    path = record_path.parent / Path(str(record.get("probabilities_file", "test_probabilities.npy"))).name
-    n_test = record.get("test_samples")
-    if not path.exists():
-        raise RunError(f"'{path}' is missing; delete the run's files and run it again")
-    if reason := unreadable_reason(path):
-        raise RunError(f"cannot read '{path}': {reason}")
-    try:
-        probabilities = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as error:
-        raise RunError(f"'{path}' is corrupt ({error}); delete the run's files and run it again") from None
-    if probabilities.ndim != 2 or probabilities.shape[0] != n_test:
-        raise RunError(f"'{path}' holds shape {probabilities.shape}; expected ({n_test}, classes)")
-    return probabilities

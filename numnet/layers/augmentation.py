@@ -1,6 +1,6 @@
 """Augmentation layers with Keras 3's names, arguments and semantics: `RandomTranslation`,
 `RandomRotation`, `RandomZoom`, `RandomElasticTransform`, `RandomContrast`; and `RandomStrokeWidth`,
-which Keras lacks (numnet.keras_layers gives Keras the same layer).
+which Keras lacks (numnet.keras.layers gives Keras the same layer).
 
 In training each image gets its own random transform, drawn from the model's seeded generator (so
 a seed repeats its batches); the warps say where each output pixel reads (an affine transform, plus
@@ -12,21 +12,21 @@ of a full turn for rotation, of the size for zoom: positive zooms out).
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
 
 from numnet.backends.interface import FILL_MODES, INTERPOLATIONS
 from numnet.errors import SpecError
-from numnet.layer_base import Layer
+from numnet.layers.base import Layer
+from numnet.settings import is_finite_number, is_number
 
 
 def factor_range(layer: str, key: str, value: Any, above_minus_one: bool = True) -> tuple[float, float]:
     """Keras' reading of a factor: f -> (-|f|, |f|), [a, b] -> (min, max), each in (-1, 1] (translation,
     zoom) or [-1, 1] (rotation)."""
     numbers = value if isinstance(value, list | tuple) else [value]
-    if len(numbers) not in (1, 2) or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in numbers):
+    if len(numbers) not in (1, 2) or not all(map(is_number, numbers)):
         raise SpecError(f"{layer} {key} must be a number or a pair of numbers, got {value!r}")
     if not all(-1 <= v <= 1 and not (above_minus_one and v == -1) for v in numbers):
         raise SpecError(f"{layer} {key} must lie in {'(' if above_minus_one else '['}-1, 1], got {value!r}")
@@ -121,7 +121,7 @@ class RandomWarp(ImageAugmentation):
         if c["interpolation"] not in INTERPOLATIONS:
             raise SpecError(f"{self.type} interpolation must be one of {INTERPOLATIONS}, got {c['interpolation']!r}")
         value = c["fill_value"]
-        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        if not is_finite_number(value):
             raise SpecError(f"{self.type} fill_value must be a number, got {value!r}")
         self.check_factors()
 
@@ -189,7 +189,7 @@ class RandomStrokeWidth(ImageAugmentation):
 
     type = "RandomStrokeWidth"
     options = {"factor": None}
-    keras_package = "numnet"  # numnet.keras_layers registers its Keras twin under this package
+    keras_package = "numnet"  # numnet.keras.layers registers its Keras twin under this package
 
     def check_config(self) -> None:
         self.range = factor_range(self.type, "factor", self.config["factor"], above_minus_one=False)
@@ -259,43 +259,24 @@ class RandomElasticTransform(RandomWarp):
         return bent, (alpha * sigma) * both.reshape(height, -1, 2, width).transpose(1, 2, 0, 3)
 
     def apply(self, x, drawn):
-        bent, field = drawn
-        y = x.copy()
-        if len(bent):
-            c, identity = self.config, identity_transforms(len(bent))
-            y[bent] = self.kernels.warp(x[bent], identity, field, c["fill_mode"], c["fill_value"], c["interpolation"])
-        low, high = self.value_range
-        inside = (y >= low) & (y <= high)
-        return np.clip(y, low, high, out=y), inside  # y is already a copy of its own
+        c = self.config
+        return self.kernels.bend(x, *drawn, c["fill_mode"], c["fill_value"], c["interpolation"], *self.value_range)
 
     def apply_backward(self, dy, drawn, inside):
-        bent, field = drawn
-        dx = dy * inside
-        if len(bent):
-            c, identity = self.config, identity_transforms(len(bent))
-            dx[bent] = self.kernels.warp_backward(dx[bent], identity, field, c["fill_mode"], c["interpolation"])
-        return dx
-
-
-def identity_transforms(n: int) -> np.ndarray:
-    return np.broadcast_to(np.array([1.0, 0.0, 0.0, 0.0, 1.0, 0.0]), (n, 6))
+        return self.kernels.bend_backward(dy, *drawn, self.config["fill_mode"], self.config["interpolation"], inside)
 
 
 def unit_range(layer: str, key: str, value: Any) -> tuple[float, float]:
     """Keras' reading of a factor in [0, 1]: f -> (0, f), [a, b] -> (min, max)."""
     numbers = value if isinstance(value, list | tuple) else [value]
-    if len(numbers) not in (1, 2) or not all(isinstance(v, int | float) and not isinstance(v, bool) and 0 <= v <= 1
+    if len(numbers) not in (1, 2) or not all(is_number(v) and 0 <= v <= 1
                                              for v in numbers):  # fmt: skip
         raise SpecError(f"{layer} {key} must be a number or a pair of numbers in [0, 1], got {value!r}")
     return (0.0, float(numbers[0])) if len(numbers) == 1 else (float(min(numbers)), float(max(numbers)))
 
 
 def value_range(layer: str, value: Any) -> tuple[float, float]:
-    pair = (
-        isinstance(value, list | tuple)
-        and len(value) == 2
-        and all(isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) for v in value)
-    )
+    pair = isinstance(value, list | tuple) and len(value) == 2 and all(map(is_finite_number, value))
     if not pair or value[0] >= value[1]:
         raise SpecError(f"{layer} value_range must be [low, high] with low < high, got {value!r}")
     return float(value[0]), float(value[1])

@@ -1,7 +1,7 @@
 """The numnet engine's Model: a spec built into layers on one kernel module.
 
 Everything the user sees (fit, evaluate, predict, checks, callbacks, saving) comes from
-`numnet.training.ModelAPI`; this class supplies the forward and backward passes.
+`numnet.engine.training.ModelAPI`; this class supplies the forward and backward passes.
 """
 
 from __future__ import annotations
@@ -12,18 +12,18 @@ from typing import Any
 import numpy as np
 
 from numnet import specs
+from numnet.engine.fusion import fuse
+from numnet.engine.optimizers import make_optimizer
+from numnet.engine.training import EpochProgress, ModelAPI
 from numnet.errors import TrainingDiverged
-from numnet.fusion import fuse
-from numnet.layers import Activation, Layer, keras_names, layers_from_spec
-from numnet.optimizers import make_optimizer
-from numnet.training import EpochProgress, ModelAPI
+from numnet.layers import Activation, Layer, check_spec, keras_names
 
 
 class Model(ModelAPI):
     """Layers built from a spec on a kernel module (numpy or numba); see `numnet.build`."""
 
     def __init__(self, spec: specs.Spec, kernels: Any, seed: int = 0, dtype=np.float32) -> None:
-        self.spec = specs.validate(spec)
+        self.spec, self.layers = check_spec(spec)
         self.kernels = kernels
         self.backend = kernels.NAME
         self.dtype = np.dtype(dtype)
@@ -34,7 +34,6 @@ class Model(ModelAPI):
         self.shuffle_rng = np.random.default_rng([seed, 2])
         streams = {"dropout": self.dropout_rng, "augmentation": np.random.default_rng([seed, 3])}
 
-        self.layers = layers_from_spec(self.spec)
         self.layer_names = keras_names([layer.type for layer in self.layers])
         shape = self.input_shape
         ops: list[Layer] = []  # the flat chain forward/backward run: layers plus their activations
@@ -141,7 +140,7 @@ class Model(ModelAPI):
     def _assign_weights(self, weights: list[np.ndarray]) -> None:
         own = [w for layer in self.layers for w in layer.weights()]
         for target, new in zip(own, weights):
-            target[...] = self.kernels.asarray(new, target.dtype)  # in place: the optimizer holds these
+            self.kernels.assign(target, self.kernels.asarray(new, target.dtype))  # the optimizer holds these
 
     @property
     def learning_rate(self) -> float:

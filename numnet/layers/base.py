@@ -32,7 +32,7 @@ class Layer:
     weight_names: tuple[str, ...] = ()  # parameters, then state, in Keras order
     random_stream: str | None = None  # which of the model's seeded generators it draws from in training
     training_only = False  # the identity in inference, without weights: inference exports may leave it out
-    keras_package: str | None = None  # Keras' own layer; else numnet.keras_layers registers one under this package
+    keras_package: str | None = None  # Keras' own layer; else numnet.keras.layers registers one under this package
 
     def __init__(self, **config: Any) -> None:
         unknown = sorted(set(config) - set(self.options))

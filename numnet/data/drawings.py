@@ -18,7 +18,7 @@ from collections.abc import Callable
 import numpy as np
 from PIL import Image, ImageFilter
 
-from numnet.preprocess import canvas_to_mnist
+from numnet.data.preprocess import canvas_to_mnist
 
 CANVAS = 300
 MNIST_SETS = ("anywhere", "mouse", "thin")

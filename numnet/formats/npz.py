@@ -11,6 +11,7 @@ execute anything it did not expect.
 from __future__ import annotations
 
 import json
+import tokenize
 import zipfile
 import zlib
 from pathlib import Path
@@ -19,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from numnet.errors import ModelFileError, NumnetError
-from numnet.io import atomic_write, unreadable_reason
+from numnet.io import atomic_write, require_readable
 
 FORMAT = "numnet-model"
 VERSION = 1
@@ -64,16 +65,24 @@ def write_model(
             _write_array(archive, f"optimizer/{i:03d}.npy", s)
 
 
+def _npy_header(member: Any, name: str, path: Path) -> tuple:
+    """(shape, fortran order, dtype) of an .npy member; NumPy parses its header as a Python literal,
+    so a damaged one can raise a SyntaxError or a tokenizer error: all of them name the file."""
+    try:
+        version = np.lib.format.read_magic(member)
+        if version == (1, 0):
+            return np.lib.format.read_array_header_1_0(member)
+        if version == (2, 0):
+            return np.lib.format.read_array_header_2_0(member)
+    except (SyntaxError, tokenize.TokenError, TypeError, ValueError, EOFError, OSError) as error:
+        raise ModelFileError(f"model file '{path}' is corrupt (the header of array {name}: {error})") from None
+    raise ModelFileError(f"model file '{path}': array {name} has npy version {version}")
+
+
 def _read_array(archive: zipfile.ZipFile, name: str, shape: tuple, path: Path) -> np.ndarray:
     try:
         with archive.open(name) as member:
-            version = np.lib.format.read_magic(member)
-            if version == (1, 0):
-                header = np.lib.format.read_array_header_1_0(member)
-            elif version == (2, 0):
-                header = np.lib.format.read_array_header_2_0(member)
-            else:
-                raise ModelFileError(f"model file '{path}': array {name} has npy version {version}")
+            header = _npy_header(member, name, path)
             stored_shape, fortran, dtype = header
             if dtype not in ALLOWED_DTYPES or fortran:
                 raise ModelFileError(f"model file '{path}': array {name} has unsupported dtype {dtype}")
@@ -100,10 +109,7 @@ def read_header(path: str | Path) -> dict[str, Any]:
 
 
 def _open_archive(path: Path) -> zipfile.ZipFile:
-    if not path.exists():
-        raise ModelFileError(f"model file '{path}' does not exist; train one with `python -m numnet.train`")
-    if reason := unreadable_reason(path):
-        raise ModelFileError(f"cannot read model file '{path}': {reason}")
+    require_readable(path, "model file", ModelFileError, "train one with `python -m numnet.train`")
     try:
         return zipfile.ZipFile(path)
     except ZIP_ERRORS:

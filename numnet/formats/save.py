@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from numnet.files import write_model
-from numnet.keras_files import is_keras_file, write_keras_file
+from numnet.formats.keras_files import is_keras_file, write_keras_file
+from numnet.formats.npz import write_model
 
 
 def save_model(model: Any, path: str | Path, run: dict[str, Any] | None = None) -> None:

@@ -39,7 +39,7 @@ class ConvBatchNormReluMaxPool(Layer):
     """A network's first layer, a one-channel Conv2D, then BatchNormReluMaxPool: forward as the two
     ops, backward as one kernel that sums the conv's gradients from batch norm's per image. Nothing
     before it wants a gradient, so the gradient of the conv's output (1,024 x 26 x 26 x 64 floats in
-    the seed CNN) is never written (its block backward 122-135 -> 107-123 ms; RESULTS.md)."""
+    the seed CNN) is never written (benchmarks/RESULTS.md)."""
 
     type = "ConvBatchNormReluMaxPool"
 

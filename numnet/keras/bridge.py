@@ -12,15 +12,11 @@ import os
 import sys
 from typing import Any
 
-from numnet import schedules, specs
+from numnet import specs
 from numnet.errors import BackendUnavailable
-from numnet.keras_layers import layer_class
-from numnet.layers import layers_from_spec
-
-KERAS_OPTIMIZERS = {"adam": "Adam", "sgd": "SGD"}
-
-
-KERAS_BACKENDS = {"tensorflow": ("tensorflow", "tf"), "jax": ("jax", "jax"), "torch": ("torch", "torch")}
+from numnet.keras import KERAS_FRAMEWORKS
+from numnet.keras.mapping import optimizer_config
+from numnet.layers import Layer, check_spec
 
 
 def import_keras(backend: str = "tensorflow"):
@@ -29,9 +25,9 @@ def import_keras(backend: str = "tensorflow"):
     Keras fixes its backend when it is first imported, so one process runs one Keras backend: asking
     for a second is a BackendUnavailable naming both.
     """
-    if backend not in KERAS_BACKENDS:
-        raise BackendUnavailable(f"Keras has no backend {backend!r}; numnet offers {sorted(KERAS_BACKENDS)}")
-    framework, extra = KERAS_BACKENDS[backend]
+    if backend not in KERAS_FRAMEWORKS:
+        raise BackendUnavailable(f"Keras has no backend {backend!r}; numnet offers {sorted(KERAS_FRAMEWORKS)}")
+    framework, extra = KERAS_FRAMEWORKS[backend]
     if sys.modules.get("keras") is not None:
         running = sys.modules["keras"].backend.backend()
         if running != backend:
@@ -54,20 +50,19 @@ def import_keras(backend: str = "tensorflow"):
 
 def keras_model(spec: specs.Spec, seed: int = 0, backend: str = "tensorflow") -> Any:
     """A compiled keras.Sequential computing exactly what numnet builds from `spec`."""
+    return sequential(*check_spec(spec), seed=seed, backend=backend)
+
+
+def sequential(spec: specs.Spec, layers: list[Layer], seed: int = 0, backend: str = "tensorflow") -> Any:
+    """`keras_model` for a spec already checked, with its layers (`numnet.layers.check_spec`)."""
+    from numnet.keras.layers import layer_class
+
     _, keras = import_keras(backend)
-    spec = specs.validate(spec)
-    layers = layers_from_spec(spec)  # numnet's checks and messages, for every backend
     keras.utils.set_random_seed(seed)
-    keras_layers = [
-        layer_class(keras, layer.keras_class)(**layer.to_keras(seed=seed + i)) for i, layer in enumerate(layers)
-    ]
+    keras_layers = [layer_class(layer.keras_class)(**layer.to_keras(seed=seed + i))
+                    for i, layer in enumerate(layers)]  # fmt: skip
     model = keras.Sequential([keras.Input(tuple(spec["input_shape"])), *keras_layers], name=spec["name"])
-    options = {key: value for key, value in spec["optimizer"].items() if key != "type"}
-    if isinstance(options["learning_rate"], dict):
-        schedule = schedules.keras_equivalent(options["learning_rate"])
-        arguments = {key: value for key, value in schedule.items() if key != "type"}
-        options["learning_rate"] = getattr(keras.optimizers.schedules, schedule["type"])(**arguments)
-    optimizer = getattr(keras.optimizers, KERAS_OPTIMIZERS[spec["optimizer"]["type"]])(**options)
+    optimizer = keras.optimizers.deserialize(optimizer_config(spec["optimizer"]))
     model.compile(optimizer=optimizer, loss=spec["loss"], metrics=["accuracy"])
     optimizer.build(model.trainable_variables)
     return model

@@ -1,4 +1,4 @@
-"""Optimizers with Keras' update formulas (see shared/KERAS_NUMERICS.md).
+"""Optimizers with Keras' update formulas: Adam's bias correction, epsilon outside the square root.
 
 An optimizer owns references to the parameters it updates and keeps its slots beside them, on the
 same kernel module. Its options come from the validated spec, whose defaults
@@ -77,7 +77,7 @@ class Adam(Optimizer):
             raise ValueError("the Adam state holds a negative second moment (v), which no training produces")
         self.iterations = int(state[0])
         for target, new in zip(slots, state[1:]):
-            target[...] = self.kernels.asarray(new, target.dtype)
+            self.kernels.assign(target, self.kernels.asarray(new, target.dtype))
 
 
 class SGD(Optimizer):

@@ -19,23 +19,10 @@ from tqdm.auto import tqdm
 from numnet import specs
 from numnet.callbacks import Callback
 from numnet.errors import InputError, TrainingDiverged
-from numnet.saving import save_model
+from numnet.formats.save import save_model
+from numnet.settings import SETTINGS, is_integer
 
 History = dict[str, list[float]]
-
-
-def check_count(name: str, value: Any, minimum: int = 1) -> int:
-    """An integer argument such as batch_size or epochs, refused by name if it is anything else."""
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < minimum:
-        raise InputError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
-
-
-def check_fraction(name: str, value: Any) -> float:
-    """A fraction in [0, 1), such as validation_split."""
-    if isinstance(value, bool) or not isinstance(value, int | float | np.floating) or not 0 <= value < 1:
-        raise InputError(f"{name} must be in [0, 1), got {value!r}")
-    return float(value)
 
 
 class EpochProgress:
@@ -152,9 +139,10 @@ class ModelAPI:
         Returns per-epoch lists: loss, accuracy, (val_loss, val_accuracy,) seconds, and whatever
         the callbacks add to the logs (learning_rate). Also kept as `model.history`.
         """
-        epochs = check_count("epochs", epochs, minimum=0)
-        batch_size = check_count("batch_size", batch_size)
-        validation_split = check_fraction("validation_split", validation_split)
+        # Keras' fit trains no epoch for epochs=0 (a finished run resumed); a run itself needs one.
+        epochs = 0 if is_integer(epochs) and epochs == 0 else SETTINGS["epochs"].check(epochs)
+        batch_size = SETTINGS["batch_size"].check(batch_size)
+        validation_split = SETTINGS["validation_split"].check(validation_split)
         x = self._check_x(x)
         y = self._check_y(y, x.shape[0])
         if validation_split and validation_data is None:
@@ -212,7 +200,7 @@ class ModelAPI:
 
     def evaluate(self, x: np.ndarray, y: np.ndarray, batch_size: int = 1000) -> dict[str, float]:
         """Mean loss and accuracy in inference mode (BN moving statistics, no dropout)."""
-        batch_size = check_count("batch_size", batch_size)
+        batch_size = SETTINGS["batch_size"].check(batch_size)
         x = self._check_x(x)
         y = self._check_y(y, x.shape[0])
         loss, accuracy = self._evaluate(x, y, batch_size)
@@ -220,7 +208,7 @@ class ModelAPI:
 
     def predict(self, x: np.ndarray, batch_size: int = 1000) -> np.ndarray:
         """Class probabilities, (N, classes) float32, in inference mode."""
-        batch_size = check_count("batch_size", batch_size)
+        batch_size = SETTINGS["batch_size"].check(batch_size)
         return np.asarray(self._predict(self._check_x(x), batch_size), dtype=np.float32)
 
     def set_weights(self, weights: list[np.ndarray]) -> None:

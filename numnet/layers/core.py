@@ -9,20 +9,14 @@ reader reads through it, so a layer's defaults are written once, in `options`.
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import numpy as np
 
-from numnet.augmentation import AUGMENTATION_LAYERS
 from numnet.errors import SpecError
-from numnet.layer_base import KerasMismatch, Layer, Shape, pair, require
+from numnet.layers.base import KerasMismatch, Layer, Shape, pair, require
+from numnet.settings import is_finite_number, is_integer, is_number
 
-# A spec's size is checked before anything is allocated, so no spec (or model file, or run record
-# holding one) can make numnet allocate without bound. Far above any digit network: the seed CNN has
-# 95,818 weights and 131,968 activation values per sample.
-MAX_WEIGHTS = 25_000_000  # all layers' weights together: 100 MB in float32, 300 MB with Adam's slots
-MAX_ACTIVATIONS_PER_SAMPLE = 10_000_000  # every layer's output values for one sample: 40 MB in float32
 ACTIVATIONS = ("relu", "softmax", "linear")
 
 
@@ -31,21 +25,10 @@ def glorot_uniform(rng: np.random.Generator, shape: Shape, fan_in: int, fan_out:
     return rng.uniform(-limit, limit, size=shape).astype(dtype)
 
 
-def snake_case(name: str) -> str:
-    """Keras' layer naming: MaxPooling2D -> max_pooling2d."""
-    return re.sub(r"(?<=[a-z])(?=[A-Z])", "_", name).lower()
-
-
-def keras_names(types: list[str]) -> list[str]:
-    """The names Keras gives a Sequential's layers: dense, dense_1, conv2d, ..."""
-    counts: dict[str, int] = {}
-    names = []
-    for layer_type in types:
-        base = snake_case(layer_type)
-        n = counts.get(base, 0)
-        counts[base] = n + 1
-        names.append(base if n == 0 else f"{base}_{n}")
-    return names
+def check_activation(value: Any, optional: bool = False) -> None:
+    """An activation option: one of ACTIVATIONS (or, for a layer's own `optional` one, None)."""
+    if value not in ((None, *ACTIVATIONS) if optional else ACTIVATIONS):
+        raise SpecError(f"activation {value!r} is not supported; use one of {ACTIVATIONS}")
 
 
 def keras_activation(value: Any) -> str:
@@ -69,8 +52,7 @@ class Activation(Layer):
     options = {"activation": "relu"}
 
     def check_config(self):
-        if self.config["activation"] not in ACTIVATIONS:
-            raise SpecError(f"activation {self.config['activation']!r} is not supported; use one of {ACTIVATIONS}")
+        check_activation(self.config["activation"])
         self.name = self.config["activation"]
 
     def forward(self, x, training):
@@ -98,7 +80,7 @@ class Activation(Layer):
 
 def _check_positive(layer: Layer, key: str) -> None:
     value = layer.config[key]
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+    if not is_integer(value) or value < 1:
         raise SpecError(f"{layer.type} {key} must be a positive integer, got {value!r}")
 
 
@@ -109,8 +91,7 @@ class Dense(Layer):
 
     def check_config(self):
         _check_positive(self, "units")
-        if self.config["activation"] not in (None, *ACTIVATIONS):
-            raise SpecError(f"activation {self.config['activation']!r} is not supported; use one of {ACTIVATIONS}")
+        check_activation(self.config["activation"], optional=True)
 
     def compute_output_shape(self, input_shape):
         if len(input_shape) != 1:
@@ -165,8 +146,7 @@ class Conv2D(Layer):
         _check_positive(self, "kernel_size")
         if self.config["padding"] not in ("valid", "same"):
             raise SpecError(f"Conv2D padding must be 'valid' or 'same', got {self.config['padding']!r}")
-        if self.config["activation"] not in (None, *ACTIVATIONS):
-            raise SpecError(f"activation {self.config['activation']!r} is not supported; use one of {ACTIVATIONS}")
+        check_activation(self.config["activation"], optional=True)
 
     def compute_output_shape(self, input_shape):
         if len(input_shape) != 3:
@@ -232,8 +212,8 @@ class BatchNormalization(Layer):
     def check_config(self):
         for key in ("momentum", "epsilon"):
             value = self.config[key]
-            if isinstance(value, bool) or not isinstance(value, int | float):
-                raise SpecError(f"BatchNormalization {key} must be a number, got {value!r}")
+            if not is_finite_number(value):
+                raise SpecError(f"BatchNormalization {key} must be a finite number, got {value!r}")
         if not 0 <= self.config["momentum"] <= 1 or not self.config["epsilon"] > 0:
             raise SpecError("BatchNormalization needs 0 <= momentum <= 1 and epsilon > 0")
 
@@ -254,12 +234,11 @@ class BatchNormalization(Layer):
             k.moving_average(self.state["moving_mean"], mean, self.config["momentum"])
             k.moving_average(self.state["moving_variance"], var, self.config["momentum"])
         else:
-            mean, var = self.state["moving_mean"].copy(), self.state["moving_variance"]
+            mean, var = k.copy(self.state["moving_mean"]), self.state["moving_variance"]
         return mean, k.inverse_std(var, self.config["epsilon"], x.dtype)
 
     def scale_and_shift(self) -> tuple[Any, Any]:
-        scale = self.params["gamma"] * self.inv_std
-        return scale, self.params["beta"] - self.mean * scale
+        return self.kernels.batchnorm_scale_shift(self.params["gamma"], self.params["beta"], self.mean, self.inv_std)
 
     def forward(self, x, training):
         self.x, self.training = x, training
@@ -323,7 +302,7 @@ class Dropout(Layer):
 
     def check_config(self):
         rate = self.config["rate"]
-        if isinstance(rate, bool) or not isinstance(rate, int | float) or not 0 <= rate < 1:
+        if not is_number(rate) or not 0 <= rate < 1:
             raise SpecError(f"Dropout rate must be in [0, 1), got {rate!r}")
 
     def create_weights(self, input_shape, rng, dtype):
@@ -359,68 +338,10 @@ class Flatten(Layer):
 
     def forward(self, x, training):
         self.x_shape = x.shape
-        return x.reshape(x.shape[0], -1)
+        return self.kernels.reshape(x, (x.shape[0], -1))
 
     def backward(self, dy):
-        return dy.reshape(self.x_shape)
+        return self.kernels.reshape(dy, self.x_shape)
 
 
-LAYER_TYPES: dict[str, type[Layer]] = {
-    cls.type: cls
-    for cls in (Dense, Conv2D, BatchNormalization, MaxPooling2D, Dropout, Flatten, Activation, *AUGMENTATION_LAYERS)
-}
-KERAS_CLASSES: dict[str, type[Layer]] = {  # Keras class or registered name -> layer
-    name: cls for cls in LAYER_TYPES.values() for name in (cls.type, cls.keras_registered_name()) if name
-}
-
-
-def layer_from_config(config: dict[str, Any]) -> Layer:
-    if not isinstance(config, dict) or "type" not in config:
-        raise SpecError(f"a layer config must be an object with a 'type', got {config!r}")
-    options = {key: value for key, value in config.items() if key != "type"}
-    layer_type = config["type"]
-    if layer_type not in LAYER_TYPES:
-        raise SpecError(f"unknown layer type {layer_type!r}; numnet has {sorted(LAYER_TYPES)}")
-    return LAYER_TYPES[layer_type](**options)
-
-
-def size(shape: Shape) -> int:
-    """Elements in an array of this shape (Python integers: no overflow however hostile the spec)."""
-    total = 1
-    for dim in shape:
-        total *= int(dim)
-    return total
-
-
-def layers_from_spec(spec: dict[str, Any]) -> list[Layer]:
-    """The spec's layers, each with its `input_shape` and `output_shape`, checked without allocating.
-
-    Every backend, file reader and report validates through this, so a bad spec gets the same
-    message everywhere and a spec too large to build is refused before any memory is taken.
-    """
-    layers = [layer_from_config(config) for config in spec["layers"]]
-    shape = tuple(spec["input_shape"])
-    weights, activations = 0, size(shape)
-    for i, layer in enumerate(layers):
-        input_shape, shape = shape, layer.compute_output_shape(shape)
-        weights += sum(size(s) for s in layer.weight_shapes(input_shape).values())
-        if any(dim < 1 for dim in shape):
-            raise SpecError(f"layer {i + 1} ({layer.type}) shrinks its input to {shape}: nothing is left to compute")
-        activations += size(shape)
-        if weights > MAX_WEIGHTS or activations > MAX_ACTIVATIONS_PER_SAMPLE:
-            raise SpecError(
-                f"the network is too large to build: by layer {i + 1} ({layer.type}) it has {weights:,} weights "
-                f"(numnet allows {MAX_WEIGHTS:,}) and {activations:,} activation values per sample "
-                f"(numnet allows {MAX_ACTIVATIONS_PER_SAMPLE:,})"
-            )
-        layer.input_shape, layer.output_shape = input_shape, shape
-    last = layers[-1]
-    ends_in_softmax = last.config.get("activation") == "softmax"
-    if not ends_in_softmax or len(shape) != 1:
-        raise SpecError("the last layer must output class probabilities: end the spec with softmax")
-    return layers
-
-
-def weight_shapes(spec: dict[str, Any]) -> list[Shape]:
-    """Every weight's shape in Keras order, from the spec alone (for checking a file before reading it)."""
-    return [shape for layer in layers_from_spec(spec) for shape in layer.weight_shapes(layer.input_shape).values()]
+CORE_LAYERS = (Dense, Conv2D, BatchNormalization, MaxPooling2D, Dropout, Flatten, Activation)

@@ -19,11 +19,12 @@ from typing import Any
 
 import numpy as np
 
-from numnet import keras_layers, schedules, specs
+from numnet import specs
 from numnet.errors import ModelFileError, NumnetError
-from numnet.files import ZIP_ERRORS
-from numnet.io import atomic_write, unreadable_reason
-from numnet.layers import KERAS_CLASSES, KerasMismatch, keras_names, layers_from_spec, snake_case, weight_shapes
+from numnet.formats.npz import ZIP_ERRORS
+from numnet.io import atomic_write, require_readable
+from numnet.keras.mapping import LAYERS_MODULE, layer_entries, optimizer_config
+from numnet.layers import KERAS_CLASSES, KerasMismatch, Layer, check_spec, snake_case, weight_shapes
 
 KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
 MAX_NESTING = 16  # Sequential blocks inside Sequential blocks (the seed CNN nests one level)
@@ -101,13 +102,14 @@ class _Reader:
         return (isinstance(entry, dict) and isinstance(entry.get("class_name"), str)
                 and isinstance(entry.get("config", {}), dict))  # fmt: skip
 
-    def spec(self, model_config: dict, compile_config: dict | None) -> tuple[specs.Spec, list[str]]:
+    def spec(self, model_config: dict, compile_config: Any) -> tuple[specs.Spec, list[Layer], list[str]]:
+        """The checked spec, its layers and where each weighted layer's weights lie in a .keras file."""
         layers, weight_paths, input_shape = self.flatten(model_config)
         if not input_shape or any(not isinstance(d, int) for d in input_shape):
             raise self.fail(f"cannot tell the model's input shape (found {input_shape})")
         if len(input_shape) == 2:  # a (28, 28) image input: numnet keeps the channel axis explicit
             input_shape = [*input_shape, 1]
-        loss = (compile_config or {}).get("loss")
+        loss = compile_config.get("loss") if isinstance(compile_config, dict) else None
         spec = {
             "name": model_config.get("config", {}).get("name", "keras_model"),
             "input_shape": input_shape,
@@ -116,7 +118,7 @@ class _Reader:
             "optimizer": {"type": "adam"},
         }
         try:
-            return specs.validate(spec), weight_paths
+            return *check_spec(spec), weight_paths
         except NumnetError as error:
             raise self.fail(str(error)) from None
 
@@ -185,81 +187,64 @@ def _member(archive: zipfile.ZipFile, name: str, limit: int, path: Path) -> byte
 def read_keras_file(path: str | Path) -> tuple[specs.Spec, list[np.ndarray]]:
     """The numnet spec and the weights (Keras order) of a `.keras` or `.h5` file.
 
-    The architecture is read and checked first (its size included, see `layers_from_spec`), then
+    The architecture is read and checked first (its size included, see `check_spec`), then
     each weight's declared shape against it before the weight is read: a small hostile file cannot
     make numnet allocate more than its architecture needs.
     """
     path = Path(path)
-    if not path.exists():
-        raise ModelFileError(f"Keras file '{path}' does not exist")
-    if reason := unreadable_reason(path):
-        raise ModelFileError(f"cannot read Keras file '{path}': {reason}")
-    reader = _Reader(path)
-    h5py = _h5py()
+    require_readable(path, "Keras file", ModelFileError)
+    read = _read_keras_zip if path.suffix.lower() == ".keras" else _read_legacy_h5
     try:
-        if path.suffix.lower() == ".keras":
-            with zipfile.ZipFile(path) as archive:
-                config = _json(_member(archive, "config.json", MAX_CONFIG_BYTES, path), path, "config.json")
-                spec, weight_paths = reader.spec(config, config.get("compile_config"))
-                shapes = weight_shapes(spec)
-                expected = iter(shapes)
-                # The weights, two optimizer slots each, in float64 at most, and HDF5's own overhead.
-                limit = 3 * 8 * sum(int(np.prod(s)) for s in shapes) + (16 << 20)
-                weights_bytes = _member(archive, "model.weights.h5", limit, path)
-            weights = []
-            with h5py.File(io.BytesIO(weights_bytes), "r") as h5:
-                for layer_path in weight_paths:
-                    count = len(h5.get(f"{layer_path}/vars", {}))
-                    if count == 0:
-                        raise reader.fail(f"no weights stored for layer '{layer_path}'")
-                    weights += [_dataset(h5, f"{layer_path}/vars/{i}", path, next(expected, None))
-                                for i in range(count)]  # fmt: skip
-            return spec, weights
-        with h5py.File(path, "r") as h5:
-            config = _attribute_json(h5, "model_config", path)
-            if config is None:
-                raise reader.fail("it holds weights only (no model_config); save the whole model")
-            spec, _ = reader.spec(config, _attribute_json(h5, "training_config", path))
-            expected = iter(weight_shapes(spec))
-            group = h5["model_weights"] if "model_weights" in h5 else h5
-            weights = []
-            for layer_name in group.attrs.get("layer_names", []):
-                layer_name = layer_name.decode() if isinstance(layer_name, bytes) else layer_name
-                for weight_name in group[layer_name].attrs.get("weight_names", []):
-                    weight_name = weight_name.decode() if isinstance(weight_name, bytes) else weight_name
-                    weights.append(_dataset(group[layer_name], weight_name, path, next(expected, None)))
-            return spec, weights
+        return read(path, _Reader(path))
     except NumnetError:
         raise
     except (*ZIP_ERRORS, KeyError) as error:
         raise ModelFileError(f"Keras file '{path}' is truncated or corrupt ({error})") from None
 
 
+def _read_keras_zip(path: Path, reader: _Reader) -> tuple[specs.Spec, list[np.ndarray]]:
+    """Keras 3's `.keras`: a zip of config.json and model.weights.h5 (layers/<name>/vars/<i>)."""
+    with zipfile.ZipFile(path) as archive:
+        config = _json(_member(archive, "config.json", MAX_CONFIG_BYTES, path), path, "config.json")
+        spec, layers, weight_paths = reader.spec(config, config.get("compile_config"))
+        shapes = weight_shapes(layers)
+        # The weights, two optimizer slots each, in float64 at most, and HDF5's own overhead.
+        limit = 3 * 8 * sum(int(np.prod(s)) for s in shapes) + (16 << 20)
+        weights_bytes = _member(archive, "model.weights.h5", limit, path)
+    expected, weights = iter(shapes), []
+    with _h5py().File(io.BytesIO(weights_bytes), "r") as h5:
+        for layer_path in weight_paths:
+            count = len(h5.get(f"{layer_path}/vars", {}))
+            if count == 0:
+                raise reader.fail(f"no weights stored for layer '{layer_path}'")
+            weights += [_dataset(h5, f"{layer_path}/vars/{i}", path, next(expected, None)) for i in range(count)]
+    return spec, weights
+
+
+def _read_legacy_h5(path: Path, reader: _Reader) -> tuple[specs.Spec, list[np.ndarray]]:
+    """The legacy HDF5 file: the config as attributes, model_weights/<layer>/<weight names>."""
+    with _h5py().File(path, "r") as h5:
+        config = _attribute_json(h5, "model_config", path)
+        if config is None:
+            raise reader.fail("it holds weights only (no model_config); save the whole model")
+        spec, layers, _ = reader.spec(config, _attribute_json(h5, "training_config", path))
+        expected = iter(weight_shapes(layers))
+        group = h5["model_weights"] if "model_weights" in h5 else h5
+        weights = []
+        for layer_name in group.attrs.get("layer_names", []):
+            layer_name = layer_name.decode() if isinstance(layer_name, bytes) else layer_name
+            for weight_name in group[layer_name].attrs.get("weight_names", []):
+                weight_name = weight_name.decode() if isinstance(weight_name, bytes) else weight_name
+                weights.append(_dataset(group[layer_name], weight_name, path, next(expected, None)))
+    return spec, weights
+
+
 KERAS_VERSION = "3.15.1"  # the Keras whose file layout this writer follows (read back by Keras >= 3.0)
 
 
-def _keras_layers(spec: specs.Spec) -> list[dict[str, Any]]:
-    """Each layer's name, Keras class, Keras config and input shape, from the layers' own mapping."""
-    layers = layers_from_spec(spec)
-    names = keras_names([layer.type for layer in layers])
-    return [
-        {"name": name, "class_name": layer.keras_class, "input_shape": [None, *layer.input_shape], "layer": layer,
-         "config": {"name": name, "trainable": True, "dtype": "float32", **layer.to_keras()}}
-        for name, layer in zip(names, layers)
-    ]  # fmt: skip
-
-
-def _optimizer_config(spec: specs.Spec) -> dict[str, Any]:
-    options = {key: value for key, value in spec["optimizer"].items() if key != "type"}
-    if isinstance(options["learning_rate"], dict):  # a schedule, serialized as Keras serializes one
-        schedule = schedules.keras_equivalent(options["learning_rate"])
-        config = {key: value for key, value in schedule.items() if key != "type"}
-        options["learning_rate"] = {
-            "module": "keras.optimizers.schedules", "class_name": schedule["type"],
-            "config": {**config, "name": schedule["type"]}, "registered_name": None,
-        }  # fmt: skip
-    class_name = {"adam": "Adam", "sgd": "SGD"}[spec["optimizer"]["type"]]
-    return {"class_name": class_name, "config": {"name": spec["optimizer"]["type"], **options}}
+def _keras_layers(layers: list[Layer]) -> list[dict[str, Any]]:
+    """Each layer's Keras entry (`numnet.keras.mapping.layer_entries`) with its input shape."""
+    return [{**entry, "input_shape": [None, *entry["layer"].input_shape]} for entry in layer_entries(layers)]
 
 
 def _model_config(spec: specs.Spec, entries: list[dict[str, Any]], module: bool) -> dict[str, Any]:
@@ -269,7 +254,7 @@ def _model_config(spec: specs.Spec, entries: list[dict[str, Any]], module: bool)
         if not module:
             return {}
         custom = layer is not None and layer.keras_registered_name()
-        return {"module": keras_layers.__name__ if custom else "keras.layers", "registered_name": custom or None}
+        return {"module": LAYERS_MODULE if custom else "keras.layers", "registered_name": custom or None}
 
     input_config = {"batch_shape": [None, *spec["input_shape"]], "dtype": "float32", "sparse": False,
                     "name": "input_layer"}  # fmt: skip
@@ -300,10 +285,9 @@ def _split_weights(entries: list[dict[str, Any]], weights: list[np.ndarray]) -> 
 def _write_keras_zip(spec, entries, per_layer, optimizer_state, learning_rate, f) -> None:
     h5py = _h5py()
     config = _model_config(spec, entries, module=True)
-    optimizer = _optimizer_config(spec)
     config["build_config"] = {"input_shape": [None, *spec["input_shape"]]}
     config["compile_config"] = {
-        "optimizer": {"module": "keras.optimizers", "registered_name": None, **optimizer},
+        "optimizer": optimizer_config(spec["optimizer"]),
         "loss": spec["loss"], "metrics": ["accuracy"], "loss_weights": None, "weighted_metrics": None,
         "run_eagerly": False, "steps_per_execution": 1, "jit_compile": False,
     }  # fmt: skip
@@ -337,8 +321,9 @@ def _write_legacy_h5(spec, entries, per_layer, f) -> None:
     """Keras' legacy HDF5 layout (as `model.save("16_model.h5")` writes it): the architecture and
     training config as JSON attributes, each layer's weights under model_weights/<layer>/."""
     h5py = _h5py()
+    optimizer = optimizer_config(spec["optimizer"])
     training = {"loss": spec["loss"], "metrics": ["accuracy"], "loss_weights": None, "weighted_metrics": None,
-                "optimizer_config": _optimizer_config(spec)}  # fmt: skip
+                "optimizer_config": {key: optimizer[key] for key in ("class_name", "config")}}  # fmt: skip
     with h5py.File(f, "w") as h5:
         h5.attrs["backend"] = "tensorflow"
         h5.attrs["keras_version"] = KERAS_VERSION
@@ -366,8 +351,8 @@ def write_keras_file(
     """Writes a `.keras` or legacy `.h5` file that Keras loads, with h5py and the standard library
     only (no TensorFlow or Keras import), atomically. The layer configs come from each layer's
     Keras mapping; a `.keras` file also carries the optimizer state."""
-    spec = specs.validate(spec)
-    entries = _keras_layers(spec)
+    spec, layers = check_spec(spec)
+    entries = _keras_layers(layers)
     per_layer = _split_weights(entries, weights)
     rate = spec["optimizer"]["learning_rate"] if learning_rate is None else learning_rate
     with atomic_write(path) as f:

@@ -16,25 +16,24 @@ import numpy as np
 from numnet import specs
 from numnet.errors import ModelFileError
 from numnet.io import atomic_write, write_json
-from numnet.layers import keras_names, layers_from_spec
+from numnet.keras.mapping import layer_entries
+from numnet.layers import Layer, check_spec
 
 WEIGHTS_FILE = "group1-shard1of1.bin"
 
 
-def topology(spec: specs.Spec) -> tuple[dict[str, Any], list[tuple[str, tuple[int, ...]]]]:
+def topology(spec: specs.Spec, layers: list[Layer]) -> tuple[dict[str, Any], list[tuple[str, tuple[int, ...]]]]:
     """The Keras 2 style Sequential config TensorFlow.js reads, and each weight's name and shape."""
-    layers = layers_from_spec(spec)
-    names = keras_names([layer.type for layer in layers])
     # TensorFlow.js has no augmentation layers; they are the identity in inference, so they go.
-    kept = [(name, layer) for name, layer in zip(names, layers) if not layer.training_only]
+    kept = [entry for entry in layer_entries(layers) if not entry["layer"].training_only]
     configs, manifest = [], []
-    for i, (name, layer) in enumerate(kept):
-        config = {"name": name, "trainable": True, "dtype": "float32", **layer.to_keras()}
+    for i, entry in enumerate(kept):
+        name, layer, config = entry["name"], entry["layer"], entry["config"]
         if "activation" in config and config["activation"] is None:
             config["activation"] = "linear"
         if i == 0:
             config["batch_input_shape"] = [None, *spec["input_shape"]]
-        configs.append({"class_name": layer.keras_class, "config": config})
+        configs.append({"class_name": entry["class_name"], "config": config})
         manifest += [(f"{name}/{weight}", shape) for weight, shape in layer.weight_shapes(layer.input_shape).items()]
     model_config = {"class_name": "Sequential", "config": {"name": spec["name"], "layers": configs}}
     return model_config, manifest
@@ -42,9 +41,9 @@ def topology(spec: specs.Spec) -> tuple[dict[str, Any], list[tuple[str, tuple[in
 
 def write_tfjs(spec: specs.Spec, weights: list[np.ndarray], folder: str | Path) -> Path:
     """Writes model.json and its weights file into `folder`; returns model.json's path."""
-    spec = specs.validate(spec)
+    spec, layers = check_spec(spec)
     folder = Path(folder)
-    model_config, manifest = topology(spec)
+    model_config, manifest = topology(spec, layers)
     if [tuple(np.shape(w)) for w in weights] != [tuple(shape) for _, shape in manifest]:
         raise ModelFileError(f"the weights do not fit the spec {spec['name']!r}: expected {[s for _, s in manifest]}")
     with atomic_write(folder / WEIGHTS_FILE) as f:

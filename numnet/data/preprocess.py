@@ -13,7 +13,7 @@ from PIL import Image
 
 FIELD = 28
 BOX = 20
-MNIST_CENTRE = 14.0  # mean centre of mass of MNIST digits, in pixel-index coordinates (measured: 13.99, 14.00)
+MNIST_CENTRE = 14.0  # the mean centre of mass of MNIST digits, in pixel-index coordinates
 EMPTY_LEVEL = 0.1  # strongest ink below this (of full scale) counts as an empty canvas
 
 

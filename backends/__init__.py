@@ -14,6 +14,7 @@ import numpy as np
 
 from numnet.errors import BackendUnavailable
 from numnet.keras import KERAS_FRAMEWORKS
+from numnet.settings import SETTINGS
 
 
 class KernelBackend:
@@ -34,7 +35,7 @@ class KernelBackend:
     def build(self, spec, seed: int = 0, dtype=np.float32):
         from numnet.engine.model import Model
 
-        return Model(spec, self.kernels(), seed=seed, dtype=dtype)
+        return Model(spec, self.kernels(), seed=SETTINGS["seed"].check(seed), dtype=dtype)
 
 
 class KerasBackend:
@@ -46,6 +47,7 @@ class KerasBackend:
     def build(self, spec, seed: int = 0, dtype=np.float32, strategy: str = "default"):
         from numnet.backends.keras_backend import build
 
+        seed = SETTINGS["seed"].check(seed)
         return build(spec, seed=seed, dtype=dtype, strategy=strategy, backend=self.framework)
 
 

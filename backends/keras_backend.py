@@ -139,9 +139,8 @@ class KerasModel(ModelAPI):
     @learning_rate.setter
     def learning_rate(self, value: float) -> None:
         schedule = self.spec["optimizer"]["learning_rate"]
-        if isinstance(schedule, dict):
-            raise schedules.setting_refused(schedule)
-        self.keras_model.optimizer.learning_rate.assign(float(value))
+        rate = schedules.rate_to_set(schedule if isinstance(schedule, dict) else None, value)
+        self.keras_model.optimizer.learning_rate.assign(rate)
 
     # -- description ---------------------------------------------------------------------------
     def count_params(self) -> int:

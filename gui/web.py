@@ -90,7 +90,10 @@ class WebPredictor(Predictor):
         """Decodes and predicts one upload, at most DECODE_SLOTS of them at a time (memory stays bounded)."""
         self.model(name)  # an unknown or broken model is refused before any decoding
         with DECODE_SLOTS:
-            model_input, probabilities = self.read(name, decode_image(body, content_type))
+            try:
+                model_input, probabilities = self.read(name, decode_image(body, content_type))
+            except NumnetError as error:  # the model cannot compute this drawing (NaN out): said, not served
+                raise RequestProblem(422, f"model {name!r} cannot read this drawing: {error}") from None
         if model_input is None:
             return {"model": name, "digit": None, "message": "the canvas is empty: draw a digit first"}
         digit = int(probabilities.argmax())

@@ -39,24 +39,32 @@ def load(path: str | Path, backend: str | None = None):
     numpy unless another is named). The file readers return data; this builds it."""
     from numnet.backends import get_backend
     from numnet.formats.keras_files import is_keras_file, read_keras_file
-    from numnet.formats.npz import read_arrays, read_header
+    from numnet.formats.npz import ModelFile
 
     if is_keras_file(path):
-        spec, weights = read_keras_file(path)
-        model = get_backend(backend or "numpy").build(spec)
+        saved = read_keras_file(path)
+        model = get_backend(backend or "numpy").build(saved.spec)
         try:
-            model.set_weights(weights)
-        except NumnetError as error:
-            raise ModelFileError(f"Keras file '{path}': its weights do not fit its architecture: {error}") from None
+            model.set_weights(saved.weights)
+            if saved.optimizer_state is not None:
+                model.optimizer.set_state(saved.optimizer_state)
+            # Keras keeps the rate as a float32 variable: a rate a callback changed differs from the spec's
+            if saved.learning_rate is not None and np.float32(saved.learning_rate) != np.float32(model.learning_rate):
+                model.learning_rate = saved.learning_rate
+        except (NumnetError, ValueError) as error:
+            raise ModelFileError(
+                f"Keras file '{path}': its weights or optimizer state do not fit its architecture: {error}"
+            ) from None
         return model
-    header = read_header(path)
-    try:
-        model = get_backend(backend or header.get("backend", "numpy")).build(header.get("spec"))
-    except NumnetError as error:
-        raise ModelFileError(f"model file '{path}' holds an invalid spec: {error}") from None
-    weight_shapes = [w.shape for w in model.get_weights()]
-    optimizer_shapes = [s.shape for s in model.optimizer.get_state()]
-    weights, optimizer_state = read_arrays(path, weight_shapes, optimizer_shapes)
+    with ModelFile(path) as saved:  # opened once: header and arrays from the same file
+        header = saved.header
+        try:
+            model = get_backend(backend or header.get("backend", "numpy")).build(header.get("spec"))
+        except NumnetError as error:
+            raise ModelFileError(f"model file '{path}' holds an invalid spec: {error}") from None
+        weight_shapes = [w.shape for w in model.get_weights()]
+        optimizer_shapes = [s.shape for s in model.optimizer.get_state()]
+        weights, optimizer_state = saved.arrays(weight_shapes, optimizer_shapes)
     epochs_done = header.get("epochs_done", 0)
     try:
         if not is_integer(epochs_done) or epochs_done < 0:

@@ -148,7 +148,17 @@ class ModelCheckpoint(Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
-        path = self.filepath.format(epoch=epoch + 1, **logs)
+        try:
+            path = self.filepath.format(epoch=epoch + 1, **logs)
+        except KeyError as missing:
+            raise InputError(
+                f"ModelCheckpoint's filepath {self.filepath!r} names {missing}, which is not in this "
+                f"epoch's logs (available: epoch, {', '.join(sorted(logs))})"
+            ) from None
+        except (IndexError, ValueError) as error:
+            raise InputError(
+                f"ModelCheckpoint's filepath {self.filepath!r} is not a format numnet can fill: {error}"
+            ) from None
         if self.save_best_only:
             current = _monitored(logs, self.monitor, "ModelCheckpoint")
             if current is None:

@@ -28,12 +28,22 @@ class TrainingDiverged(NumnetError, FloatingPointError):
     """The loss became NaN or infinite."""
 
 
+class NumericalError(NumnetError, FloatingPointError):
+    """A model's output or loss is NaN or infinite (weights or inputs too large), caught where it leaves numnet."""
+
+
 class RunError(NumnetError):
     """A run's checkpoint, settings or results that cannot be used."""
 
 
 class BackendUnavailable(NumnetError, RuntimeError):
     """The requested backend is not installed or not known."""
+
+
+def preview(value: object) -> str:
+    """A value as an error message quotes it: its repr, cut short."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def exit_status(error: NumnetError) -> int:

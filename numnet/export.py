@@ -12,19 +12,24 @@ import sys
 from pathlib import Path
 
 import numnet
-from numnet.errors import run_command
+from numnet.errors import ModelFileError, run_command
 from numnet.formats.keras_files import write_keras_file
-from numnet.formats.tfjs import write_tfjs
+from numnet.formats.tfjs import WEIGHTS_FILE, write_tfjs
+from numnet.io import output_folder
 
 FORMATS = ("tfjs", "keras", "h5")
 
 
-def export(model, format: str, out: str | Path) -> Path:
-    """Writes `model` in `format` under the folder `out`; returns the main file's path."""
-    out = Path(out)
+def export(model, format: str, out: str | Path, source: Path | None = None) -> Path:
+    """Writes `model` in `format` under the folder `out`; returns the main file's path. A file it
+    would write that is `source` itself (the model file it was loaded from) is refused, not replaced."""
+    out = output_folder(Path(out), ModelFileError)
+    path = out / ("model.json" if format == "tfjs" else f"{model.spec['name']}.{format}")
+    written = [path, out / WEIGHTS_FILE] if format == "tfjs" else [path]
+    if source is not None and any(target.exists() and target.samefile(source) for target in written):
+        raise ModelFileError(f"exporting '{source}' to {out} would overwrite '{source}' itself; choose another --out")
     if format == "tfjs":
         return write_tfjs(model.spec, model.get_weights(), out)
-    path = out / f"{model.spec['name']}.{format}"
     write_keras_file(model.spec, model.get_weights(), path, model.optimizer.get_state(), model.learning_rate)
     return path
 
@@ -35,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--format", choices=FORMATS, default="tfjs")
     parser.add_argument("--out", type=Path, required=True, help="the folder to write into")
     args = parser.parse_args(argv)
-    return run_command(lambda: f"wrote {export(numnet.load(args.model, backend='numpy'), args.format, args.out)}")
+    return run_command(lambda: f"wrote {export(numnet.load(args.model, 'numpy'), args.format, args.out, args.model)}")
 
 
 if __name__ == "__main__":

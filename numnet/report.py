@@ -21,7 +21,7 @@ from matplotlib.figure import Figure
 from numnet import data, runs
 from numnet.errors import RunError, run_command
 from numnet.formats.records import read_probabilities, read_record
-from numnet.io import atomic_write
+from numnet.io import atomic_write, output_folder
 from numnet.layers import check_spec, keras_names, size
 
 DPI = 100
@@ -278,7 +278,7 @@ def build_report(folder: Path, out: Path | None = None, mnist=None) -> Path:
 
 
 def _build_report(folder: Path, out: Path | None, mnist) -> Path:
-    out = out or folder
+    out = output_folder(out or folder, RunError)  # before anything is drawn
     record_paths, unfinished = find_runs(folder)
     for checkpoint in unfinished:
         print(f"note: '{checkpoint.parent if checkpoint.name == 'checkpoint.npz' else checkpoint}' has not finished; "
@@ -304,7 +304,6 @@ def _build_report(folder: Path, out: Path | None, mnist) -> Path:
     ]  # fmt: skip
     figures += [(f"model structure: {name}", f"structure_{name}", model_structure(s))
                 for name, (s, _) in specs_seen.items()]  # fmt: skip
-    out.mkdir(parents=True, exist_ok=True)
     images = [(heading, name, save_png(fig, out / f"{name}.png")) for heading, name, fig in figures]
     report = out / "report.html"
     with atomic_write(report, "w") as f:

@@ -38,7 +38,7 @@ def _count(value: Any) -> bool:
 
 def validate(schedule: Any) -> dict[str, Any]:
     """The schedule with every option filled in; SpecError names the first wrong one."""
-    if not isinstance(schedule, dict) or schedule.get("type") not in SCHEDULES:
+    if not isinstance(schedule, dict) or not isinstance(schedule.get("type"), str) or schedule["type"] not in SCHEDULES:
         raise SpecError(f"a learning-rate schedule must be {{'type': one of {sorted(SCHEDULES)}, ...}}, "
                         f"got {schedule!r}")  # fmt: skip
     kind, options = schedule["type"], SCHEDULES[schedule["type"]]
@@ -82,7 +82,18 @@ def validate(schedule: Any) -> dict[str, Any]:
 
 
 def learning_rate_at(schedule: dict[str, Any], step: int) -> float:
-    """The learning rate of the update after `step` earlier updates, by Keras' formulas."""
+    """The learning rate of the update after `step` earlier updates, by Keras' formulas; a schedule
+    that leaves float's range (a huge decay rate, say) is refused by name at the step it does."""
+    try:
+        rate = _rate_at(schedule, step)
+    except OverflowError:
+        rate = math.inf
+    if not math.isfinite(rate):
+        raise InputError(f"the {schedule['type']} schedule's learning rate overflows at step {step}; check its options")
+    return rate
+
+
+def _rate_at(schedule: dict[str, Any], step: int) -> float:
     kind = schedule["type"]
     if kind == "ExponentialDecay":
         progress = step / schedule["decay_steps"]
@@ -122,6 +133,16 @@ def keras_equivalent(schedule: dict[str, Any]) -> dict[str, Any]:
     return {"type": "CosineDecay", "initial_learning_rate": peak / schedule["div_factor"],
             "decay_steps": max(1, total - warmup), "alpha": 1 / schedule["final_div_factor"],
             "warmup_target": peak, "warmup_steps": warmup}  # fmt: skip
+
+
+def rate_to_set(schedule: dict[str, Any] | None, value: Any) -> float:
+    """A learning rate a callback or the user sets on a model: a finite number > 0, and only where the
+    spec does not schedule the rate (both backends refuse alike)."""
+    if schedule:
+        raise setting_refused(schedule)
+    if not _positive(value):
+        raise InputError(f"the learning rate must be a finite number > 0, got {value!r}")
+    return float(value)
 
 
 def setting_refused(schedule: dict[str, Any]) -> InputError:

@@ -15,6 +15,7 @@ from typing import Any
 
 from numnet import schedules
 from numnet.errors import SpecError
+from numnet.io import read_text
 from numnet.settings import is_number
 
 Spec = dict[str, Any]
@@ -135,7 +136,11 @@ def validate(spec: Any) -> Spec:
     if spec["loss"] not in LOSSES:
         raise SpecError(f"loss {spec['loss']!r} is not supported; use one of {LOSSES}")
     optimizer = spec.setdefault("optimizer", {"type": "adam"})
-    if not isinstance(optimizer, dict) or optimizer.get("type") not in OPTIMIZERS:
+    if (
+        not isinstance(optimizer, dict)
+        or not isinstance(optimizer.get("type"), str)
+        or optimizer["type"] not in OPTIMIZERS
+    ):
         raise SpecError(f"optimizer must be {{'type': one of {sorted(OPTIMIZERS)}, ...}}, got {optimizer!r}")
     defaults = OPTIMIZERS[optimizer["type"]]
     unknown = sorted(set(optimizer) - {"type", *defaults})
@@ -157,12 +162,7 @@ def validate(spec: Any) -> Spec:
 def load_spec(path: str | Path) -> Spec:
     """Reads a user's spec from a JSON file."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as error:
-        raise SpecError(f"cannot read spec file '{path}': {error.strerror}") from None
-    except UnicodeDecodeError as error:
-        raise SpecError(f"spec file '{path}' is not UTF-8 text (byte {error.start}): save it as UTF-8 JSON") from None
+    text = read_text(path, "spec file", SpecError)
     try:
         spec = json.loads(text)
     except json.JSONDecodeError as error:

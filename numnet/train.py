@@ -36,7 +36,7 @@ RUN_DEFAULT_HELP = {
     "validation_split": " (default: 0.2 for the MLP, else 0)",
     "seed": " (default: 0)",
 }
-RUN_OPTIONS = ("model", "batch_size", "validation_split", "seed", "out", "early_stopping", "strategy")
+RUN_OPTIONS = ("model", "batch_size", "validation_split", "seed", "early_stopping", "strategy")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -49,7 +49,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.add_argument(setting.option, type=setting.parse, help=f"{setting.help}{default}",
                             metavar="PATIENCE" if setting.name == "early_stopping" else None)  # fmt: skip
     parser.add_argument("--out", type=Path, default=None, help="default: $NUMNET_HOME/models")
-    parser.add_argument("--resume", type=Path, help="finish a run from the checkpoint an interrupted run wrote")
+    parser.add_argument("--resume", type=Path, metavar="CHECKPOINT",
+                        help="finish a run from the checkpoint an interrupted run wrote (in --out if given, else "
+                        "beside the checkpoint)")  # fmt: skip
     parser.add_argument("--strategy", choices=("default", "mirrored"),
                         help="tensorflow only: 'mirrored' trains on all local GPUs")  # fmt: skip
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -73,14 +75,20 @@ def planned_runs(args: argparse.Namespace) -> list[tuple[runs.Run, runs.RunFiles
         run = runs.resume_run(args.resume, backend=args.backend)
         if args.epochs is not None:
             run.settings["epochs"] = args.epochs
-        return [(run, runs.run_files(args.resume))]
+        return [(run, runs.resumed_files(args.resume, args.out))]
     out = args.out or models_dir()
     if args.strategy not in (None, "default") and args.backend != "tensorflow":
         raise InputError("--strategy applies to the tensorflow backend only")
     options = {"strategy": args.strategy} if args.backend == "tensorflow" and args.strategy else {}
-    planned = []
+    planned, chosen = [], {}
     for choice in args.model or ["mlp", "cnn", "best"]:
         name = specs.resolve(choice)["name"]
+        if name in chosen:  # both would write the same files: the second would silently replace the first
+            raise InputError(
+                f"--model {chosen[name]} and --model {choice} are both named {name!r} and would be "
+                f"saved as the same files in {out}; rename one spec, or train them in two --out folders"
+            )
+        chosen[name] = choice
         run = runs.new_run(name, choice, settings_for(name, args), args.backend or "numba", **options)
         planned.append((run, runs.RunFiles.named(out, name)))
     return planned
@@ -115,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
                     print("\ninterrupted before the first epoch finished; nothing was saved", file=sys.stderr)
                 return 130
             if args.resume and args.resume.absolute() != files.checkpoint.absolute():
-                args.resume.unlink(missing_ok=True)  # a rescued checkpoint, finished in its run's own place
+                print(f"the run is finished in {files.model.parent}; '{args.resume}' is no longer needed")
             report(run, files, record)
         print(f"\ndone in {time.perf_counter() - total:.1f} s; models in {planned[-1][1].model.parent}")
         return 0

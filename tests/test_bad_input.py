@@ -219,3 +219,90 @@ def test_a_network_that_pools_down_to_nothing_is_refused():
             {"type": "Dense", "units": 10, "activation": "softmax"}]}  # fmt: skip
     with pytest.raises(SpecError, match=re.escape("layer 3 (MaxPooling2D) shrinks its input to (0, 0, 1)")):
         numnet.build(spec)
+
+
+# -- hardening, round two: values that used to slip through or end in a raw traceback ----------------
+
+
+def test_float64_weights_beyond_float32s_range_are_refused_not_stored_as_inf(mlp):
+    weights = mlp.get_weights()
+    huge = [w.astype(np.float64) for w in weights]
+    huge[0][0, 0] = 1e300
+    with pytest.raises(InputError, match="weight 0 holds values beyond float32's range"):
+        mlp.set_weights(huge)
+    assert np.isfinite(mlp.get_weights()[0]).all()
+
+
+@pytest.mark.parametrize(("bad", "message"), [(lambda w: w.astype(np.complex64) * 1j, "dtype complex64"),
+                                              (lambda w: w.astype(str), "dtype <U")])  # fmt: skip
+def test_weights_that_are_not_real_numbers_are_refused(mlp, bad, message):
+    weights = mlp.get_weights()
+    with pytest.raises(InputError, match=f"weight 0 has {message}"):
+        mlp.set_weights([bad(weights[0]), *weights[1:]])
+
+
+def test_an_output_that_is_not_finite_is_refused_where_it_leaves_numnet(mlp):
+    big = numnet.build(numnet.specs.mlp(), seed=0)
+    weights = big.get_weights()
+    big.set_weights([w * 1e18 if w.ndim == 2 else w for w in weights])  # finite, but overflows float32 in use
+    x = np.full((2, 28, 28, 1), 1e6, np.float32)
+    with pytest.raises(numnet.errors.NumericalError, match="the output of 2 sample.s. holds NaN or infinite values"):
+        big.predict(x)
+    with pytest.raises(numnet.errors.NumericalError, match="the loss is"):
+        big.evaluate(x, np.array([1, 2]))
+
+
+@pytest.mark.parametrize(("value", "message"), [(-1, "must be a finite number > 0, got -1"),
+                                                (float("nan"), "got nan"), ("0.1", "got '0.1'")])  # fmt: skip
+def test_a_learning_rate_set_on_a_model_is_checked_as_a_spec_checks_it(mlp, value, message):
+    with pytest.raises(InputError, match=re.escape(message)):
+        mlp.learning_rate = value
+
+
+@pytest.mark.parametrize(
+    ("targets", "message"),
+    [(np.array([["a"] * 10] * 3), "dtype <U1; one-hot targets are numbers"),
+     (np.full((3, 10), np.nan), "is not one-hot"),
+     (np.full((3, 10), 2.0), "is not one-hot"),
+     (np.ones((3, 10)), "is not one-hot")],
+)  # fmt: skip
+def test_one_hot_targets_are_checked(targets, message):
+    model = numnet.build({**numnet.specs.mlp(), "loss": "categorical_crossentropy"})
+    with pytest.raises(InputError, match=re.escape(message)):
+        model.fit(np.zeros((3, 28, 28, 1), np.float32), targets, verbose=0)
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [(lambda m, x: m.fit(x, [[1], [2, 3], [4]], verbose=0), "y is ragged"),
+     (lambda m, x: m.fit(x, np.array([1, 2, 3]), validation_data=(x,), verbose=0),
+      "validation_data must be a pair (x, y)"),
+     (lambda m, x: numnet.build(numnet.specs.mlp(), seed=-1), "seed must be an integer >= 0, got -1"),
+     (lambda m, x: m.fit(x, np.array([1, 2, 3]), verbose=0, callbacks=[
+         numnet.callbacks.ModelCheckpoint("m-{val_loss:.2f}.npz")]),
+      "names 'val_loss', which is not in this epoch's logs")],
+)  # fmt: skip
+def test_api_arguments_of_the_wrong_form_are_refused_by_name(mlp, call, message, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(InputError, match=re.escape(message)):
+        call(numnet.build(numnet.specs.mlp()), np.zeros((3, 28, 28, 1), np.float32))
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [({"input_shape": [784], "layers": [{"type": ["Flatten"]}]}, "unknown layer type ['Flatten']"),
+     ({"input_shape": [784], "layers": [{"type": "Dense", "units": 10, "self": 1}]}, "Dense does not take 'self'"),
+     ({"input_shape": [784], "layers": [{"type": "Flatten"}], "optimizer": {"type": ["adam"]}}, "optimizer must be"),
+     ({"input_shape": [784], "layers": [{"type": "Flatten"}],
+       "optimizer": {"type": "adam", "learning_rate": {"type": {}}}}, "a learning-rate schedule must be")],
+)  # fmt: skip
+def test_unhashable_or_reserved_values_in_a_spec_are_refused_by_name(spec, message):
+    with pytest.raises(SpecError, match=re.escape(message)):
+        numnet.build(spec)
+
+
+def test_a_schedule_whose_rate_overflows_is_refused_at_the_step_it_does():
+    schedule = {"type": "ExponentialDecay", "initial_learning_rate": 10.0, "decay_steps": 1, "decay_rate": 1e308}
+    model = numnet.build({**numnet.specs.mlp(), "optimizer": {"type": "sgd", "learning_rate": schedule}})
+    with pytest.raises(InputError, match="ExponentialDecay schedule's learning rate overflows at step 1"):
+        model.fit(np.zeros((4, 28, 28, 1), np.float32), np.array([0, 1, 2, 3]), batch_size=1, verbose=0)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
 import pytest
 
@@ -45,13 +47,30 @@ def test_corrupt_cache_is_detected_and_fetched_again(tmp_path, monkeypatch, mnis
     cache = data.cache_path()
     good = cache.read_bytes()
     cache.write_bytes(good[: len(good) // 2])  # truncated
-    with pytest.raises(ValueError, match="corrupt"):
+    with pytest.raises(ValueError, match="is damaged"):
         data.from_cache()
-    cache.write_bytes(good[: len(good) // 2])
     (x_train, _), _ = data.load_mnist()
-    assert "was corrupt" in capsys.readouterr().err
+    assert "is damaged" in capsys.readouterr().err
     np.testing.assert_array_equal(x_train, mnist[0][0])
     data.check_arrays(dict(np.load(cache, allow_pickle=False)))
+
+
+def test_a_good_cache_survives_a_memory_error_while_reading_it(tmp_path, monkeypatch, mnist):
+    """Running out of memory says nothing about the cache: it stays, and nothing is downloaded."""
+    real = data.cache_path()  # the session's cache, filled by the `mnist` fixture
+    monkeypatch.setenv("NUMNET_HOME", str(tmp_path))
+    cache = data.cache_path()
+    shutil.copyfile(real, cache)
+    before = cache.read_bytes()
+
+    def out_of_memory(_):
+        raise MemoryError
+
+    monkeypatch.setattr(data, "_read_npz", out_of_memory)
+    monkeypatch.setattr(data, "SOURCES", [])  # a download attempt would show as a DatasetError
+    with pytest.raises(MemoryError):
+        data.load_mnist()
+    assert cache.read_bytes() == before
 
 
 def test_cache_with_wrong_bytes_is_refetched(tmp_path, monkeypatch, mnist):

@@ -11,6 +11,7 @@ import resource
 import subprocess
 import sys
 import zipfile
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -18,7 +19,7 @@ import pytest
 
 import numnet
 from numnet import runs
-from numnet.errors import RunError
+from numnet.errors import ModelFileError, RunError
 from numnet.formats import records
 
 LIMIT = 3 << 30
@@ -339,12 +340,15 @@ def test_a_full_disk_at_out_keeps_the_saved_model_and_rescues_the_run(tmp_path, 
     assert ".tmp" not in full.stdout  # no half-written file left on the full disk
     rescued = home / "rescued" / "mlp.checkpoint.npz"
     assert f"safe in '{rescued}'" in full.stderr and numnet.load(rescued).epochs_done == 1
+    printed = f"python -m numnet.train --resume {rescued} --out {out}"
+    assert printed in full.stderr
     # With room again (the tmpfs is gone), the printed command finishes the run where it started.
-    resumed = train_cli("--resume", str(rescued), "--quiet", home=home)
+    resumed = train_cli(*printed.split()[3:], "--quiet", home=home)
     assert resumed.returncode == 0, resumed.stderr
     record = records.read_record(out / "mlp.run.json")
     assert len(record["history"]["loss"]) == 2 and record["settings"]["epochs"] == 2
-    assert numnet.load(out / "mlp.npz").epochs_done == 2 and not rescued.exists()
+    assert numnet.load(out / "mlp.npz").epochs_done == 2
+    assert rescued.exists() and "is no longer needed" in resumed.stdout  # numnet deletes only what it wrote
 
 
 def without_read_permission(command: list[str]) -> list[str]:
@@ -394,10 +398,22 @@ def test_a_save_killed_midway_leaves_a_temp_file_the_next_save_removes(tmp_path)
              "    f.write(b'half')\n    f.flush()\n    os.kill(os.getpid(), signal.SIGKILL)\n"  # fmt: skip
     result = subprocess.run([sys.executable, "-c", killed, str(path)], timeout=60)
     assert result.returncode == -9 and len(list(tmp_path.glob(".model.npz.*.tmp"))) == 1 and not path.exists()
-    live = tmp_path / f".model.npz.{os.getpid()}.inflight.tmp"  # a write still in progress in a live process
-    live.write_bytes(b"")
+    live = tmp_path / f".model.npz.numnet-{os.getpid()}-inflight.tmp"  # a write in progress in a live process
+    # Another file's write in progress, whose name holds digits that look like a dead process id.
+    other = tmp_path / f".model.npz.123456789.numnet-{os.getpid()}-abc.tmp"
+    for temp in (live, other):
+        temp.write_bytes(b"")
     numnet.build(numnet.specs.mlp()).save(path)
-    assert sorted(tmp_path.iterdir()) == sorted([live, path])
+    assert sorted(tmp_path.iterdir()) == sorted([live, other, path])
+
+
+def test_saving_through_a_symbolic_link_keeps_the_link(tmp_path):
+    target, link = tmp_path / "real" / "model.npz", tmp_path / "model.npz"
+    target.parent.mkdir()
+    link.symlink_to(target)
+    numnet.build(numnet.specs.mlp()).save(link)
+    assert link.is_symlink() and numnet.load(target).epochs_done == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.npz", "real"]
 
 
 @pytest.mark.parametrize(
@@ -445,3 +461,175 @@ def keras_file_with_config(tmp_path, change):
 def test_keras_configs_of_the_wrong_shape_are_refused_by_name(tmp_path, change):
     with pytest.raises(numnet.errors.ModelFileError, match="not a list of layers, each with a class name and a config"):
         numnet.load(keras_file_with_config(tmp_path, change))
+
+
+def test_two_models_of_the_same_name_are_refused_before_either_trains(tmp_path):
+    spec = tmp_path / "spec.json"
+    spec.write_text(json.dumps(numnet.specs.mlp()))  # also named "mlp"
+    out = tmp_path / "out"
+    result = train_cli("--model", "mlp", "--model", str(spec), "--epochs", "1", "--out", str(out), home=tmp_path)
+    assert result.returncode == 2 and "are both named 'mlp' and would be saved as the same files" in result.stderr
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device"])
+def test_a_pipe_or_a_device_where_a_file_belongs_is_refused_without_reading(tmp_path, kind):
+    """/dev/zero would be read without end and a FIFO with no writer blocks forever: both are refused
+    by name, in a child process that would hang otherwise."""
+    if kind == "fifo":
+        os.mkfifo(tmp_path / "pipe")
+        target = tmp_path / "pipe"
+    else:
+        target = Path("/dev/zero")
+    code = """import sys, numnet
+from numnet.formats import records
+for reader in (numnet.load, numnet.specs.load_spec, records.read_record):
+    try:
+        reader(sys.argv[1])
+    except numnet.errors.NumnetError as error:
+        print(type(error).__name__, error)
+"""
+    result = subprocess.run([sys.executable, "-c", code, str(target)], capture_output=True, text=True, timeout=120)
+    lines = result.stdout.splitlines()
+    assert len(lines) == 3 and all("is not a regular file" in line for line in lines), result.stdout + result.stderr
+    grid = subprocess.run([sys.executable, "-m", "numnet.experiments", "--grid", str(target), "--out",
+                           str(tmp_path / "runs")], capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert grid.returncode == 2 and "is not a regular file" in grid.stderr
+
+
+def test_a_probabilities_file_declaring_a_huge_array_is_refused_before_it_is_read(tmp_path):
+    finished_run(tmp_path / "run")
+    path = tmp_path / "run" / "test_probabilities.npy"
+    with open(path, "wb") as f:  # a header declaring 10^12 values, and no data behind it
+        np.lib.format.write_array_header_1_0(f, {"descr": "<f4", "fortran_order": False, "shape": (10**6, 10**6)})
+    record = records.read_record(tmp_path / "run" / "run.json")
+    with pytest.raises(RunError, match="is corrupt|holds shape"):
+        records.read_probabilities(tmp_path / "run" / "run.json", record)
+
+
+@pytest.mark.parametrize(
+    ("grid", "scale", "message"),
+    [({"model": "mlp", **{key: list(range(1, 11)) for key in ("epochs", "batch_size", "seed", "train_samples",
+      "test_samples", "early_stopping", "validation_split")}}, 1.0, "crosses into 10,000,000 runs"),
+     ({"model": "mlp", "epochs": 3}, 1e308, "--scale 1e+308 gives a run of"),
+     ({"model": "mlp", "epochs": 3, "test_samples": 0}, 1.0, "'test_samples' must be an integer >= 1, got 0")],
+)  # fmt: skip
+def test_grids_that_would_never_finish_are_refused_before_any_run(grid, scale, message):
+    from numnet.runs import grid as grids
+
+    with pytest.raises(grids.GridError, match=re.escape(message)):
+        grids.expand_grid(grid, scale)
+
+
+def test_a_grid_file_nested_without_end_is_refused_by_name(tmp_path):
+    path = tmp_path / "deep.json"
+    path.write_text("[" * 100_000 + "]" * 100_000)
+    result = subprocess.run([sys.executable, "-m", "numnet.experiments", "--grid", str(path), "--out",
+                             str(tmp_path / "runs")], capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert result.returncode == 2 and "cannot be read: RecursionError" in result.stderr, result.stderr[-500:]
+
+
+@pytest.mark.parametrize("source", ["mlp.keras", "model.json"])
+def test_export_never_overwrites_the_model_it_reads(tmp_path, source):
+    """`--out` the source's own folder: a .keras source of the same name, or a numnet model saved as
+    model.json (the TF.js writer's name), would be replaced by the export."""
+    path = tmp_path / source
+    saved = path if source.endswith(".keras") else tmp_path / "x.npz"
+    numnet.build(numnet.specs.mlp()).save(saved)
+    saved.rename(path)
+    before = path.read_bytes()
+    export_format = "keras" if source.endswith(".keras") else "tfjs"
+    result = subprocess.run([sys.executable, "-m", "numnet.export", str(path), "--format", export_format, "--out",
+                             str(tmp_path)], capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert result.returncode == 2 and "would overwrite" in result.stderr, result.stderr
+    assert path.read_bytes() == before
+
+
+@pytest.mark.parametrize("command", [["numnet.export", "{model}", "--out", "{file}"],
+                                     ["numnet.experiments", "--grid", "{grid}", "--out", "{file}"],
+                                     ["numnet.report", "{runs}", "--out", "{file}"]])  # fmt: skip
+def test_an_out_that_is_a_file_is_refused_by_name(tmp_path, command):
+    paths = {"model": tmp_path / "m.npz", "file": tmp_path / "a-file", "grid": tmp_path / "g.json",
+             "runs": tmp_path / "runs"}  # fmt: skip
+    numnet.build(numnet.specs.mlp()).save(paths["model"])
+    paths["file"].write_text("not a folder")
+    paths["grid"].write_text(json.dumps({"model": "mlp", "epochs": 1, "train_samples": 100, "test_samples": 100}))
+    finished_run(paths["runs"] / "run")
+    args = [part.format(**{k: str(v) for k, v in paths.items()}) for part in command]
+    result = subprocess.run([sys.executable, "-m", *args], capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "NUMNET_HOME": str(tmp_path / "home")})  # fmt: skip
+    assert result.returncode == 2 and "is a file, not a folder" in result.stderr and "Traceback" not in result.stderr
+    assert paths["file"].read_text() == "not a folder"
+
+
+def _replace_first_kernel(h5_path, make):
+    """Replaces the first Dense kernel of a legacy .h5 model by what `make(group, name, data)` puts there."""
+    with h5py.File(h5_path, "r+") as h5:
+        group = h5["model_weights/dense"]
+        name = group.attrs["weight_names"][0].decode()
+        data = group[name][()]
+        del group[name]
+        make(group, name, data)
+
+
+@pytest.mark.parametrize("kind", ["external link", "soft link", "external storage", "virtual dataset"])
+def test_hdf5_weights_stored_outside_the_file_are_refused(tmp_path, kind):
+    """A Keras .h5 file can point a weight at another file's bytes: numnet reads only what it holds."""
+    secret = tmp_path / "secret.h5"
+    raw = tmp_path / "secret.bin"
+    with h5py.File(secret, "w") as h5:
+        h5["data"] = np.full((784, 128), 7.0, np.float32)
+    raw.write_bytes(np.full((784, 128), 7.0, np.float32).tobytes())
+    path = tmp_path / "m.h5"
+    numnet.build(numnet.specs.mlp()).save(path)
+
+    def make(group, name, data):
+        if kind == "external link":
+            group[name] = h5py.ExternalLink(str(secret), "/data")
+        elif kind == "soft link":
+            group["real"] = data
+            group[name] = h5py.SoftLink(group["real"].name)
+        elif kind == "external storage":
+            group.create_dataset(name, shape=data.shape, dtype=data.dtype, external=[(str(raw), 0, raw.stat().st_size)])
+        else:
+            layout = h5py.VirtualLayout(shape=data.shape, dtype=data.dtype)
+            layout[:] = h5py.VirtualSource(str(secret), "data", shape=data.shape)
+            group.create_virtual_dataset(name, layout)
+
+    _replace_first_kernel(path, make)
+    with pytest.raises(ModelFileError, match="behind a|keeps its bytes in another file"):
+        numnet.load(path)
+
+
+def test_a_model_file_replaced_while_it_is_read_gives_one_files_header_and_arrays(tmp_path):
+    """Another process saves over the file (atomically) between the header and the arrays: the reader
+    keeps reading the file it opened, never the new file's weights under the old file's header."""
+    from numnet.formats.npz import ModelFile
+
+    path = tmp_path / "m.npz"
+    first, second = numnet.build(numnet.specs.mlp(), seed=1), numnet.build(numnet.specs.mlp(), seed=2)
+    first.save(path)
+    with ModelFile(path) as saved:
+        second.save(path)  # os.replace: a new file where the old one was
+        weights, _ = saved.arrays([w.shape for w in first.get_weights()], [])
+    for ours, theirs in zip(weights, first.get_weights()):
+        np.testing.assert_array_equal(ours, theirs)
+    assert not np.array_equal(numnet.load(path).get_weights()[0], first.get_weights()[0])
+
+
+@pytest.mark.parametrize(("suffix", "member"), [(".npz", b"header.json"), (".npz", b"weights/000.npy"),
+                                                (".keras", b"config.json")])  # fmt: skip
+def test_an_encrypted_zip_member_is_refused_by_name(tmp_path, suffix, member):
+    path = tmp_path / f"m{suffix}"
+    numnet.build(numnet.specs.mlp()).save(path)
+    data = bytearray(path.read_bytes())
+    entry = data.index(b"PK\x01\x02")
+    while True:  # the central directory entry naming `member`: set its "encrypted" flag
+        length = int.from_bytes(data[entry + 28 : entry + 30], "little")
+        if data[entry + 46 : entry + 46 + length] == member:
+            data[entry + 8] |= 0x1
+            break
+        entry = data.index(b"PK\x01\x02", entry + 4)
+    path.write_bytes(bytes(data))
+    with pytest.raises(ModelFileError, match=f"{member.decode()} is encrypted"):
+        numnet.load(path)

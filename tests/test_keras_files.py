@@ -183,3 +183,31 @@ def test_the_labs_own_loading_code_reads_a_numnet_trained_mlp(seed_mlp_file, tmp
     theirs = np.load(tmp_path / "probabilities.npy")
     assert np.abs(theirs - model.predict(x_test[:500])).max() <= 1e-5
     assert (theirs.argmax(axis=1) == y_test[:500]).mean() > 0.95
+
+
+DECAY = {"type": "ExponentialDecay", "initial_learning_rate": 0.01, "decay_steps": 5, "decay_rate": 0.5}
+
+
+@pytest.mark.parametrize("optimizer", [{"type": "adam", "learning_rate": 0.002, "beta_1": 0.8},
+                                       {"type": "sgd", "learning_rate": 0.05},
+                                       {"type": "adam", "learning_rate": DECAY}])  # fmt: skip
+def test_a_keras_file_loads_with_its_optimizer_its_state_and_its_step_count(tmp_path, mnist_inputs, optimizer):
+    """numnet.load of a .keras file resumes training where it stopped: the optimizer Keras compiled,
+    its slots and iteration count, and a rate a callback changed."""
+    (x_train, y_train), _ = mnist_inputs
+    spec = {**numnet.specs.mlp(), "optimizer": optimizer}
+    model = numnet.build(spec, backend="numba")
+    model.fit(x_train[:500], y_train[:500], epochs=1, batch_size=100, verbose=0)
+    if not isinstance(optimizer["learning_rate"], dict):
+        model.learning_rate = 0.0005  # as ReduceLROnPlateau would
+    model.save(tmp_path / "m.keras")
+    again = numnet.load(tmp_path / "m.keras", backend="numba")
+    assert again.spec["optimizer"] == numnet.specs.validate(spec)["optimizer"]
+    assert again.optimizer.iterations == model.optimizer.iterations == 5
+    for ours, theirs in zip(again.optimizer.get_state(), model.optimizer.get_state()):
+        np.testing.assert_array_equal(ours, theirs)
+    assert np.float32(again.learning_rate) == np.float32(model.learning_rate)
+    for m in (model, again):
+        m.fit(x_train[500:700], y_train[500:700], epochs=1, batch_size=100, shuffle=False, verbose=0)
+    for ours, theirs in zip(again.get_weights(), model.get_weights()):
+        np.testing.assert_allclose(ours, theirs, rtol=1e-6, atol=1e-7)

@@ -81,3 +81,27 @@ def test_light_ink_on_dark_and_strokes_on_a_transparent_canvas_read_the_same(mni
     transparent = Image.new("RGBA", dark_on_light.size, (0, 0, 0, 0))
     transparent.putalpha(Image.fromarray(255 - np.asarray(dark_on_light)))
     np.testing.assert_allclose(canvas_to_mnist(transparent), expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("depth", ["16-bit PNG", "32-bit float TIFF"])
+def test_scans_of_more_than_8_bits_are_read_at_their_own_depth(depth, mnist, tmp_path):
+    """A scan-like 16-bit PNG or a float TIFF of a digit reads as the same digit as its 8-bit copy
+    (a conversion to 8 bits clipped them to white: an 'empty' canvas)."""
+    (_, _), (x_test, _) = mnist
+    eight = draw(x_test[0], 200, "centre", "normal", np.random.default_rng(0))
+    levels = np.asarray(eight, np.float64) / 255.0
+    if depth == "16-bit PNG":
+        Image.fromarray(np.round(levels * 65535).astype(np.uint16)).save(tmp_path / "scan.png")
+        deep = Image.open(tmp_path / "scan.png")
+    else:
+        Image.fromarray(levels.astype(np.float32), mode="F").save(tmp_path / "scan.tiff")
+        deep = Image.open(tmp_path / "scan.tiff")
+    assert deep.mode in ("I", "I;16", "F")
+    ours, expected = canvas_to_mnist(deep), canvas_to_mnist(eight)
+    assert ours is not None and np.abs(ours - expected).max() < 0.02
+
+
+def test_an_image_mode_without_grey_levels_is_refused_by_name():
+    lab = Image.new("LAB", (50, 50))
+    with pytest.raises(numnet.errors.InputError, match="cannot read an image of mode LAB as grey levels"):
+        canvas_to_mnist(lab)

@@ -203,3 +203,71 @@ def test_report_draws_the_training_clis_records(tmp_path, mnist):
     assert drawn.returncode == 0, drawn.stderr
     page = (out / "report.html").read_text()
     assert "mlp" in page and (out / "confusion.png").stat().st_size > 10_000
+
+
+def test_resuming_a_copied_run_finishes_in_the_copy_and_leaves_the_original_alone(tmp_path, mnist):
+    """The checkpoint's header names the folder it was written in; a resumed run ignores that and
+    finishes beside the checkpoint it was given (or in --out)."""
+    import shutil
+
+    home, original, copy = tmp_path / "home", tmp_path / "original", tmp_path / "copy"
+    home.mkdir()
+    (home / "mnist.npz").symlink_to(numnet.data.cache_path())
+    files = interrupted_run(original, mnist, epochs=2)
+    shutil.copytree(original, copy)
+    before = {path.name: path.read_bytes() for path in original.iterdir()}
+    result = run_cli("--resume", str(copy / "mlp.checkpoint.npz"), "--quiet", env_home=home)
+    assert result.returncode == 0, result.stderr
+    assert {path.name: path.read_bytes() for path in original.iterdir()} == before
+    assert files.checkpoint.exists() and not files.model.exists()
+    assert numnet.load(copy / "mlp.npz").epochs_done == 2 and (copy / "mlp.run.json").exists()
+    assert not (copy / "mlp.checkpoint.npz").exists()  # its own checkpoint, rewritten by this run
+
+    elsewhere = tmp_path / "elsewhere"
+    result = run_cli("--resume", str(files.checkpoint), "--out", str(elsewhere), "--quiet", env_home=home)
+    assert result.returncode == 0, result.stderr
+    assert numnet.load(elsewhere / "mlp.npz").epochs_done == 2 and files.checkpoint.exists()
+
+
+def test_a_checkpoint_naming_its_run_with_a_path_is_refused(tmp_path, mnist):
+    from numnet.formats.npz import ModelFile, write_model
+
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "mnist.npz").symlink_to(numnet.data.cache_path())
+    files = interrupted_run(tmp_path / "run", mnist)
+    header = read_header(files.checkpoint)
+    model = numnet.load(files.checkpoint)
+    with ModelFile(files.checkpoint) as saved:
+        weights, state = saved.arrays([w.shape for w in model.get_weights()],
+                                      [s.shape for s in model.optimizer.get_state()])  # fmt: skip
+    header["run"]["name"] = "../../escaped"
+    write_model(files.checkpoint, header["spec"], header["backend"], header["epochs_done"], weights, state,
+                run=header["run"])  # fmt: skip
+    result = run_cli("--resume", str(files.checkpoint), "--quiet", env_home=home)
+    assert result.returncode == 2 and "names its run '../../escaped', which is no safe file name" in result.stderr
+    assert not (tmp_path.parent / "escaped.npz").exists() and not list(tmp_path.rglob("*escaped*"))
+
+
+@pytest.mark.parametrize(("field", "value", "message"),
+                         [("settings", {"epochs": "3", "batch_size": 200}, "run setting 'epochs' must be an integer"),
+                          ("history", {"loss": 5, "accuracy": ["x"]}, None)])  # fmt: skip
+def test_wrong_types_inside_a_checkpoint_are_named_or_left_out(tmp_path, mnist, field, value, message):
+    from numnet import runs
+    from numnet.errors import RunError
+    from numnet.formats.npz import ModelFile, write_model
+
+    files = interrupted_run(tmp_path / "run", mnist)
+    model = numnet.load(files.checkpoint)
+    with ModelFile(files.checkpoint) as saved:
+        header = saved.header
+        weights, state = saved.arrays([w.shape for w in model.get_weights()],
+                                      [s.shape for s in model.optimizer.get_state()])  # fmt: skip
+    header["run"][field] = value
+    write_model(files.checkpoint, header["spec"], header["backend"], header["epochs_done"], weights, state,
+                run=header["run"])  # fmt: skip
+    if message:
+        with pytest.raises(RunError, match=message):
+            runs.resume_run(files.checkpoint)
+    else:
+        assert runs.resume_run(files.checkpoint).history == {}  # the damaged history is left out, not trusted

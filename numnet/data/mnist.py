@@ -16,6 +16,7 @@ import sys
 import tempfile
 import urllib.request
 import zipfile
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -70,13 +71,14 @@ def _read_npz(data: bytes | Path) -> Arrays:
 
 
 def from_cache() -> Arrays:
-    """The cached arrays; a damaged cache is removed (ValueError) so a good copy replaces it."""
+    """The cached arrays; ValueError for a damaged cache, which the next download replaces atomically.
+    Anything else (a MemoryError under a memory limit, say) is no sign of damage: it propagates and
+    the cache stays as it is."""
     path = cache_path()
     try:
         return check_arrays(_read_npz(path))
-    except Exception as error:
-        path.unlink(missing_ok=True)
-        raise ValueError(f"the cache {path} was corrupt ({error}); removed it") from error
+    except (ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error) as error:
+        raise ValueError(f"the cache {path} is damaged ({error})") from error
 
 
 def _download(url: str, timeout: float = 30) -> bytes:

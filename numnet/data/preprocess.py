@@ -11,9 +11,12 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
+from numnet.errors import InputError
+
 FIELD = 28
 BOX = 20
 MNIST_CENTRE = 14.0  # the mean centre of mass of MNIST digits, in pixel-index coordinates
+HIGH_DEPTH_MODES = ("I", "I;16", "I;16L", "I;16B", "I;16N", "F")  # read at their own depth, not as 8 bits
 EMPTY_LEVEL = 0.1  # strongest ink below this (of full scale) counts as an empty canvas
 
 
@@ -28,10 +31,27 @@ def ink_intensity(image: Image.Image) -> np.ndarray:
         alpha = np.asarray(image.convert("RGBA"), dtype=np.float32)[..., 3]
         if alpha.min() < 255:
             return alpha / 255.0
-    grey = np.asarray(image.convert("L"), dtype=np.float32) / 255.0
+    grey = grey_levels(image)
     background = float(np.median(grey))
     ink = background - grey if background > 0.5 else grey - background
     return np.clip(ink, 0.0, None)
+
+
+def grey_levels(image: Image.Image) -> np.ndarray:
+    """The image's grey levels as float32 in [0, 1]. 16-bit and 32-bit scans and float images keep
+    their depth (an 8-bit conversion would clip them to white or black); any other mode PIL can turn
+    into grey is converted, and one it cannot (CIELAB, say) is refused by name."""
+    if image.mode in HIGH_DEPTH_MODES:
+        grey = np.asarray(image, dtype=np.float64)
+        if grey.size == 0 or not np.isfinite(grey).all():
+            raise InputError(f"the image ({image.mode}) holds no finite grey levels")
+        top = float(grey.max())
+        full = next((scale for scale in (1.0, 255.0, 65535.0) if top <= scale), top)
+        return np.clip(grey / full, 0.0, 1.0).astype(np.float32)
+    try:
+        return np.asarray(image.convert("L"), dtype=np.float32) / 255.0
+    except (ValueError, OSError) as error:
+        raise InputError(f"cannot read an image of mode {image.mode} as grey levels ({error}); send a PNG") from None
 
 
 def canvas_to_mnist(image: Image.Image) -> np.ndarray | None:

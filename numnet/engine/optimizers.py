@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from numnet.schedules import learning_rate_at, setting_refused
+from numnet.schedules import learning_rate_at, rate_to_set
 
 
 class Optimizer:
@@ -32,9 +32,7 @@ class Optimizer:
 
     @learning_rate.setter
     def learning_rate(self, value: float) -> None:
-        if self.schedule:
-            raise setting_refused(self.schedule)
-        self._rate = float(value)
+        self._rate = rate_to_set(self.schedule, value)
 
 
 class Adam(Optimizer):

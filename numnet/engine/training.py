@@ -18,11 +18,12 @@ from tqdm.auto import tqdm
 
 from numnet import specs
 from numnet.callbacks import Callback
-from numnet.errors import InputError, TrainingDiverged
+from numnet.errors import InputError, NumericalError, TrainingDiverged
 from numnet.formats.save import save_model
 from numnet.settings import SETTINGS, is_integer
 
 History = dict[str, list[float]]
+NOT_FINITE = "the weights or the inputs are too large to compute with; check them (inputs in [0, 1])"
 
 
 class EpochProgress:
@@ -108,10 +109,18 @@ class ModelAPI:
         return np.ascontiguousarray(x, dtype=self.dtype)
 
     def _check_y(self, y: Any, n: int, name: str = "y") -> np.ndarray:
-        y = np.asarray(y)
+        try:
+            y = np.asarray(y)
+        except ValueError:  # NumPy refuses ragged lists
+            raise InputError(f"{name} is ragged: its rows differ in length") from None
         if y.ndim == 2 and self.spec["loss"] == "categorical_crossentropy":
             if y.shape != (n, self.num_classes):
                 raise InputError(f"{name} has shape {y.shape}; expected ({n}, {self.num_classes}) one-hot")
+            if y.dtype.kind not in "iuf":
+                raise InputError(f"{name} has dtype {y.dtype}; one-hot targets are numbers")
+            if not (np.isfinite(y).all() and (y >= 0).all() and (y <= 1).all()) or \
+                    not np.allclose(y.sum(axis=1), 1.0, atol=1e-3):  # fmt: skip
+                raise InputError(f"{name} is not one-hot: each row must hold values in [0, 1] that sum to 1")
             return y
         if y.ndim != 1 or y.shape[0] != n:
             raise InputError(f"{name} has shape {y.shape}; expected ({n},) integer class ids")
@@ -152,6 +161,8 @@ class ModelAPI:
             validation_data = (x[n_train:], y[n_train:])
             x, y = x[:n_train], y[:n_train]
         if validation_data is not None:
+            if not isinstance(validation_data, tuple | list) or len(validation_data) != 2:
+                raise InputError("validation_data must be a pair (x, y)")
             val_x = self._check_x(validation_data[0], "validation x")
             val_y = self._check_y(validation_data[1], val_x.shape[0], "validation y")
 
@@ -204,24 +215,43 @@ class ModelAPI:
         x = self._check_x(x)
         y = self._check_y(y, x.shape[0])
         loss, accuracy = self._evaluate(x, y, batch_size)
+        if not math.isfinite(loss):
+            raise NumericalError(f"the loss is {loss}: {NOT_FINITE}")
         return {"loss": float(loss), "accuracy": float(accuracy)}
 
     def predict(self, x: np.ndarray, batch_size: int = 1000) -> np.ndarray:
         """Class probabilities, (N, classes) float32, in inference mode."""
         batch_size = SETTINGS["batch_size"].check(batch_size)
-        return np.asarray(self._predict(self._check_x(x), batch_size), dtype=np.float32)
+        outputs = np.asarray(self._predict(self._check_x(x), batch_size), dtype=np.float32)
+        bad = ~np.isfinite(outputs).all(axis=1)
+        if bad.any():
+            raise NumericalError(f"the output of {int(bad.sum())} sample(s) holds NaN or infinite values: {NOT_FINITE}")
+        return outputs
 
     def set_weights(self, weights: list[np.ndarray]) -> None:
         """Weights in Keras order and layout (as get_weights returns them), checked before any is set."""
         own = self.get_weights()
         if len(weights) != len(own):
             raise InputError(f"set_weights got {len(weights)} arrays; this model has {len(own)}")
+        arrays = []
         for i, (target, new) in enumerate(zip(own, weights)):
-            if np.shape(new) != target.shape:
-                raise InputError(f"weight {i} has shape {np.shape(new)}; expected {target.shape}")
-            if not np.isfinite(np.asarray(new)).all():
+            try:
+                array = np.asarray(new)
+            except ValueError:
+                raise InputError(f"weight {i} is ragged, not an array") from None
+            if array.shape != target.shape:
+                raise InputError(f"weight {i} has shape {array.shape}; expected {target.shape}")
+            if array.dtype.kind not in "iuf":
+                raise InputError(f"weight {i} has dtype {array.dtype}; weights are real numbers")
+            if not np.isfinite(array).all():
                 raise InputError(f"weight {i} contains NaN or infinite values")
-        self._assign_weights([np.asarray(new, dtype=target.dtype) for target, new in zip(own, weights)])
+            with np.errstate(over="ignore"):
+                arrays.append(array.astype(target.dtype))
+            if not np.isfinite(arrays[-1]).all():
+                raise InputError(
+                    f"weight {i} holds values beyond {target.dtype}'s range (up to {np.abs(array).max():.3g})"
+                )
+        self._assign_weights(arrays)
 
     def save(self, path: str | Path) -> None:
         """One file with spec, weights and optimizer state (a Keras file for .keras/.h5), atomically."""

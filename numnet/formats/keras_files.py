@@ -14,6 +14,7 @@ import datetime
 import io
 import json
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,9 +22,9 @@ import numpy as np
 
 from numnet import specs
 from numnet.errors import ModelFileError, NumnetError
-from numnet.formats.npz import ZIP_ERRORS
+from numnet.formats.npz import ZIP_ERRORS, member_info
 from numnet.io import atomic_write, require_readable
-from numnet.keras.mapping import LAYERS_MODULE, layer_entries, optimizer_config
+from numnet.keras.mapping import LAYERS_MODULE, layer_entries, optimizer_config, optimizer_from_keras
 from numnet.layers import KERAS_CLASSES, KerasMismatch, Layer, check_spec, snake_case, weight_shapes
 
 KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
@@ -109,13 +110,16 @@ class _Reader:
             raise self.fail(f"cannot tell the model's input shape (found {input_shape})")
         if len(input_shape) == 2:  # a (28, 28) image input: numnet keeps the channel axis explicit
             input_shape = [*input_shape, 1]
-        loss = compile_config.get("loss") if isinstance(compile_config, dict) else None
+        compiled = compile_config if isinstance(compile_config, dict) else {}
+        loss = compiled.get("loss")
+        # .keras files name the optimizer `optimizer`, legacy .h5 files `optimizer_config`
+        optimizer = optimizer_from_keras(compiled.get("optimizer") or compiled.get("optimizer_config"))
         spec = {
             "name": model_config.get("config", {}).get("name", "keras_model"),
             "input_shape": input_shape,
             "layers": layers,
-            "loss": loss if loss in specs.LOSSES else "sparse_categorical_crossentropy",
-            "optimizer": {"type": "adam"},
+            "loss": loss if isinstance(loss, str) and loss in specs.LOSSES else "sparse_categorical_crossentropy",
+            "optimizer": optimizer or {"type": "adam"},
         }
         try:
             return *check_spec(spec), weight_paths
@@ -146,13 +150,33 @@ def _json(text: Any, path: Path, what: str) -> dict:
 MAX_CONFIG_BYTES = 1 << 20  # a Keras model config is a few kB; this is far above any real one
 
 
-def _dataset(h5: Any, name: str, path: Path, shape: tuple[int, ...] | None) -> np.ndarray:
+def _inside(h5: Any, name: str, path: Path) -> Any:
+    """The group or dataset `name` below `h5`, or None; reached only through the file's own (hard)
+    links: an external link, a soft link (which may loop) or a dataset whose bytes lie in another file
+    (external raw storage, a virtual dataset) could make numnet read another file's bytes as weights."""
+    h5py = _h5py()
+    item = h5
+    for part in (p for p in name.split("/") if p):
+        if not isinstance(item, h5py.Group) or part not in item:
+            return None
+        link = item.get(part, getlink=True)
+        if not isinstance(link, h5py.HardLink):
+            raise ModelFileError(f"Keras file '{path}' stores '{name}' behind a {type(link).__name__}; numnet reads "
+                                 "only what a file holds itself")  # fmt: skip
+        item = item[part]
+    if isinstance(item, h5py.Dataset) and (item.is_virtual or item.external):
+        raise ModelFileError(f"Keras file '{path}': dataset '{name}' keeps its bytes in another file; numnet reads "
+                             "only what a file holds itself")  # fmt: skip
+    return item
+
+
+def _dataset(h5: Any, name: str, path: Path, shape: tuple[int, ...] | None, kinds: str = "f") -> np.ndarray:
     """One weight, its declared shape checked against the spec's before a byte of it is read."""
     h5py = _h5py()
-    item = h5.get(name)
+    item = _inside(h5, name, path)
     if not isinstance(item, h5py.Dataset):
         raise ModelFileError(f"Keras file '{path}' is missing weight '{name}'")
-    if item.dtype.kind != "f":
+    if item.dtype.kind not in kinds:
         raise ModelFileError(f"Keras file '{path}': weight '{name}' has dtype {item.dtype}")
     if shape is None:
         raise ModelFileError(f"Keras file '{path}' holds more weights than its architecture needs (at '{name}')")
@@ -174,7 +198,7 @@ def _attribute_json(h5: Any, name: str, path: Path) -> dict | None:
 
 def _member(archive: zipfile.ZipFile, name: str, limit: int, path: Path) -> bytes:
     """A zip member read only if its declared size is within `limit`, and never past it."""
-    info = archive.getinfo(name)
+    info = member_info(archive, name, path, "Keras file")
     if info.file_size > limit:
         raise ModelFileError(f"Keras file '{path}': {name} declares {info.file_size:,} bytes; at most {limit:,} fit")
     with archive.open(info) as member:
@@ -184,8 +208,19 @@ def _member(archive: zipfile.ZipFile, name: str, limit: int, path: Path) -> byte
     return data
 
 
-def read_keras_file(path: str | Path) -> tuple[specs.Spec, list[np.ndarray]]:
-    """The numnet spec and the weights (Keras order) of a `.keras` or `.h5` file.
+@dataclass
+class KerasFile:
+    """What a Keras file holds, in numnet's terms: the spec, the weights (Keras order), and for a
+    `.keras` file the optimizer's state (iterations, then each parameter's slots) and learning rate."""
+
+    spec: specs.Spec
+    weights: list[np.ndarray]
+    optimizer_state: list[np.ndarray] | None = None
+    learning_rate: float | None = None
+
+
+def read_keras_file(path: str | Path) -> KerasFile:
+    """A `.keras` or `.h5` file's spec, weights and (where the file carries them) optimizer state.
 
     The architecture is read and checked first (its size included, see `check_spec`), then
     each weight's declared shape against it before the weight is read: a small hostile file cannot
@@ -202,7 +237,7 @@ def read_keras_file(path: str | Path) -> tuple[specs.Spec, list[np.ndarray]]:
         raise ModelFileError(f"Keras file '{path}' is truncated or corrupt ({error})") from None
 
 
-def _read_keras_zip(path: Path, reader: _Reader) -> tuple[specs.Spec, list[np.ndarray]]:
+def _read_keras_zip(path: Path, reader: _Reader) -> KerasFile:
     """Keras 3's `.keras`: a zip of config.json and model.weights.h5 (layers/<name>/vars/<i>)."""
     with zipfile.ZipFile(path) as archive:
         config = _json(_member(archive, "config.json", MAX_CONFIG_BYTES, path), path, "config.json")
@@ -214,14 +249,31 @@ def _read_keras_zip(path: Path, reader: _Reader) -> tuple[specs.Spec, list[np.nd
     expected, weights = iter(shapes), []
     with _h5py().File(io.BytesIO(weights_bytes), "r") as h5:
         for layer_path in weight_paths:
-            count = len(h5.get(f"{layer_path}/vars", {}))
+            count = len(_inside(h5, f"{layer_path}/vars", path) or {})
             if count == 0:
                 raise reader.fail(f"no weights stored for layer '{layer_path}'")
             weights += [_dataset(h5, f"{layer_path}/vars/{i}", path, next(expected, None)) for i in range(count)]
-    return spec, weights
+        return KerasFile(spec, weights, *_optimizer_variables(h5, spec, layers, path))
 
 
-def _read_legacy_h5(path: Path, reader: _Reader) -> tuple[specs.Spec, list[np.ndarray]]:
+def _optimizer_variables(h5: Any, spec: specs.Spec, layers: list[Layer], path: Path) -> tuple[list | None, Any]:
+    """(iterations and each parameter's slots, the learning rate) of the optimizer Keras saved beside
+    the weights, as numnet's optimizer keeps them; (None, None) where the file holds none in the
+    layout of the spec's optimizer (Keras: iterations, the rate unless scheduled, then the slots)."""
+    variables = _inside(h5, "optimizer/vars", path)
+    scheduled = isinstance(spec["optimizer"]["learning_rate"], dict)
+    slots = [shape for shape in weight_shapes(layers, trainable_only=True) for _ in range(2)]
+    slots = slots if spec["optimizer"]["type"] == "adam" else []
+    shapes = [(), *([] if scheduled else [()]), *slots]
+    if variables is None or len(variables) != len(shapes):
+        return None, None
+    values = [_dataset(variables, str(i), path, shape, kinds="iuf") for i, shape in enumerate(shapes)]
+    if scheduled:
+        return values, None
+    return [values[0], *values[2:]], float(values[1])
+
+
+def _read_legacy_h5(path: Path, reader: _Reader) -> KerasFile:
     """The legacy HDF5 file: the config as attributes, model_weights/<layer>/<weight names>."""
     with _h5py().File(path, "r") as h5:
         config = _attribute_json(h5, "model_config", path)
@@ -229,14 +281,17 @@ def _read_legacy_h5(path: Path, reader: _Reader) -> tuple[specs.Spec, list[np.nd
             raise reader.fail("it holds weights only (no model_config); save the whole model")
         spec, layers, _ = reader.spec(config, _attribute_json(h5, "training_config", path))
         expected = iter(weight_shapes(layers))
-        group = h5["model_weights"] if "model_weights" in h5 else h5
+        group = _inside(h5, "model_weights", path) or h5
         weights = []
         for layer_name in group.attrs.get("layer_names", []):
             layer_name = layer_name.decode() if isinstance(layer_name, bytes) else layer_name
-            for weight_name in group[layer_name].attrs.get("weight_names", []):
+            layer_group = _inside(group, layer_name, path)
+            if layer_group is None:
+                raise reader.fail(f"no weights stored for layer '{layer_name}'")
+            for weight_name in layer_group.attrs.get("weight_names", []):
                 weight_name = weight_name.decode() if isinstance(weight_name, bytes) else weight_name
-                weights.append(_dataset(group[layer_name], weight_name, path, next(expected, None)))
-    return spec, weights
+                weights.append(_dataset(layer_group, weight_name, path, next(expected, None)))
+    return KerasFile(spec, weights)
 
 
 KERAS_VERSION = "3.15.1"  # the Keras whose file layout this writer follows (read back by Keras >= 3.0)

@@ -3,7 +3,7 @@
 Layout (an ordinary `.npz`): `header.json` (format, spec, backend, epochs done, array manifest,
 and for a run's checkpoint the run's settings and history), `weights/NNN.npy` in Keras order,
 `optimizer/NNN.npy`. Readers return data and never build: `numnet.load` reads the header, builds
-the spec, then asks `read_arrays` for arrays of exactly the shapes it needs, and each array's
+the spec, then asks `ModelFile.arrays` for arrays of exactly the shapes it needs, and each array's
 shape and dtype are checked *before* it is read, so a hostile file cannot make numnet allocate or
 execute anything it did not expect.
 """
@@ -11,6 +11,7 @@ execute anything it did not expect.
 from __future__ import annotations
 
 import json
+import os
 import tokenize
 import zipfile
 import zlib
@@ -29,6 +30,15 @@ ALLOWED_DTYPES = {np.dtype("float32"), np.dtype("float64"), np.dtype("int64")}
 # What reading a damaged zip can raise, besides BadZipFile: a cut-off or garbled deflate stream,
 # an unknown compression method, a member that ends early.
 ZIP_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, OSError, ValueError)
+
+
+def member_info(archive: zipfile.ZipFile, name: str, path: Path, what: str) -> zipfile.ZipInfo:
+    """A zip member's entry (KeyError if missing), refused if encrypted: reading it would ask for a
+    password (zipfile's RuntimeError), and numnet never writes one."""
+    info = archive.getinfo(name)
+    if info.flag_bits & 0x1:
+        raise ModelFileError(f"{what} '{path}': {name} is encrypted; numnet reads only unencrypted files")
+    return info
 
 
 def _write_array(archive: zipfile.ZipFile, name: str, array: np.ndarray) -> None:
@@ -81,7 +91,7 @@ def _npy_header(member: Any, name: str, path: Path) -> tuple:
 
 def _read_array(archive: zipfile.ZipFile, name: str, shape: tuple, path: Path) -> np.ndarray:
     try:
-        with archive.open(name) as member:
+        with archive.open(member_info(archive, name, path, "model file")) as member:
             header = _npy_header(member, name, path)
             stored_shape, fortran, dtype = header
             if dtype not in ALLOWED_DTYPES or fortran:
@@ -102,27 +112,67 @@ def _read_array(archive: zipfile.ZipFile, name: str, shape: tuple, path: Path) -
         ) from None
 
 
+class ModelFile:
+    """A numnet model file, opened once: its header and then its arrays come from the same open
+    file, so a file replaced meanwhile (an atomic save by another process) can never pair one
+    file's header with another's weights."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        require_readable(self.path, "model file", ModelFileError, "train one with `python -m numnet.train`")
+        self.file = open(self.path, "rb")  # closed by close(), with the archive
+        try:
+            self.archive = zipfile.ZipFile(self.file)
+        except ZIP_ERRORS:
+            size = os.fstat(self.file.fileno()).st_size
+            self.file.close()
+            raise ModelFileError(
+                f"model file '{self.path}' is truncated or not a numnet model ({size:,} bytes, no valid zip "
+                "directory); re-save it or train again"
+            ) from None
+        try:
+            self.header = _header(self.archive, self.path)
+        except BaseException:
+            self.close()
+            raise
+
+    def arrays(
+        self, weight_shapes: list[tuple], optimizer_shapes: list[tuple]
+    ) -> tuple[list[np.ndarray], list[np.ndarray] | None]:
+        """The weights and optimizer state, each array checked against the shape its spec needs before
+        it is read; the optimizer state is None when the file holds none for this optimizer."""
+        declared = len(self.header.get("weights", []))
+        if declared != len(weight_shapes):
+            raise ModelFileError(
+                f"model file '{self.path}' has {declared} weight arrays; its spec needs {len(weight_shapes)}"
+            )
+        weights = [_read_array(self.archive, f"weights/{i:03d}.npy", shape, self.path)
+                   for i, shape in enumerate(weight_shapes)]  # fmt: skip
+        if len(self.header.get("optimizer", [])) != len(optimizer_shapes):
+            return weights, None
+        state = [_read_array(self.archive, f"optimizer/{i:03d}.npy", shape, self.path)
+                 for i, shape in enumerate(optimizer_shapes)]  # fmt: skip
+        return weights, state
+
+    def close(self) -> None:
+        self.archive.close()
+        self.file.close()
+
+    def __enter__(self) -> ModelFile:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 def read_header(path: str | Path) -> dict[str, Any]:
-    path = Path(path)
-    with _open_archive(path) as archive:
-        return _header(archive, path)
-
-
-def _open_archive(path: Path) -> zipfile.ZipFile:
-    require_readable(path, "model file", ModelFileError, "train one with `python -m numnet.train`")
-    try:
-        return zipfile.ZipFile(path)
-    except ZIP_ERRORS:
-        size = path.stat().st_size
-        raise ModelFileError(
-            f"model file '{path}' is truncated or not a numnet model ({size:,} bytes, no valid zip "
-            "directory); re-save it or train again"
-        ) from None
+    with ModelFile(path) as saved:
+        return saved.header
 
 
 def _header(archive: zipfile.ZipFile, path: Path) -> dict[str, Any]:
     try:
-        info = archive.getinfo("header.json")
+        info = member_info(archive, "header.json", path, "model file")
     except KeyError:
         raise ModelFileError(f"'{path}' is not a numnet model file (no header.json)") from None
     if info.file_size > MAX_HEADER_BYTES:
@@ -143,25 +193,3 @@ def _header(archive: zipfile.ZipFile, path: Path) -> dict[str, Any]:
             f"model file '{path}' has format version {header.get('version')}; this numnet reads {VERSION}"
         )
     return header
-
-
-def read_arrays(
-    path: str | Path, weight_shapes: list[tuple], optimizer_shapes: list[tuple]
-) -> tuple[list[np.ndarray], list[np.ndarray] | None]:
-    """The weights and optimizer state, each array checked against the shape its spec needs before
-    it is read; the optimizer state is None when the file holds none for this optimizer."""
-    path = Path(path)
-    with _open_archive(path) as archive:
-        header = _header(archive, path)
-        if len(header.get("weights", [])) != len(weight_shapes):
-            raise ModelFileError(
-                f"model file '{path}' has {len(header.get('weights', []))} weight arrays; "
-                f"its spec needs {len(weight_shapes)}"
-            )
-        weights = [_read_array(archive, f"weights/{i:03d}.npy", shape, path) for i, shape in enumerate(weight_shapes)]
-        state = None
-        if len(header.get("optimizer", [])) == len(optimizer_shapes):
-            state = [
-                _read_array(archive, f"optimizer/{i:03d}.npy", shape, path) for i, shape in enumerate(optimizer_shapes)
-            ]
-    return weights, state

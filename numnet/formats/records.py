@@ -11,8 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from numnet.errors import RunError
-from numnet.io import require_readable
+from numnet.errors import RunError, preview
+from numnet.io import read_text, require_readable
 from numnet.settings import SETTINGS, is_integer, is_number
 
 
@@ -60,10 +60,10 @@ RECORD_FIELDS = {
 def read_record(path: str | Path) -> dict[str, Any]:
     """A finished run's record; RunError names the file when it is missing or damaged."""
     path = Path(path)
-    require_readable(path, "run record", RunError, "the run did not finish; run it again to complete it")
+    text = read_text(path, "run record", RunError, fix="the run did not finish; run it again to complete it")
     try:
-        record = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as error:
+        record = json.loads(text)
+    except (ValueError, RecursionError) as error:
         raise RunError(
             f"'{path}' is corrupt ({type(error).__name__}: {error}); delete the run's files and run it again"
         ) from None
@@ -72,14 +72,12 @@ def read_record(path: str | Path) -> dict[str, Any]:
         raise RunError(f"'{path}' lacks {missing}; delete the run's files and run it again")
     for key, (valid, what) in RECORD_FIELDS.items():
         if not valid(record[key]):
-            raise RunError(f"'{path}': {key!r} must be {what}, got {_preview(record[key])}; "
+            raise RunError(f"'{path}': {key!r} must be {what}, got {preview(record[key])}; "
                            "delete the run's files and run it again")  # fmt: skip
     return record
 
 
-def _preview(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
+MAX_CLASSES = 1000  # far above any digit model's 10
 
 
 def read_probabilities(record_path: Path, record: dict[str, Any]) -> np.ndarray:
@@ -88,9 +86,12 @@ def read_probabilities(record_path: Path, record: dict[str, Any]) -> np.ndarray:
     n_test = record.get("test_samples")
     require_readable(path, "test-set probabilities file", RunError, "delete the run's files and run it again")
     try:
-        probabilities = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as error:
+        # Mapped, not read: its declared shape is checked before a byte of it is loaded.
+        mapped = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (OSError, ValueError, SyntaxError, EOFError) as error:
         raise RunError(f"'{path}' is corrupt ({error}); delete the run's files and run it again") from None
-    if probabilities.ndim != 2 or probabilities.shape[0] != n_test:
-        raise RunError(f"'{path}' holds shape {probabilities.shape}; expected ({n_test}, classes)")
-    return probabilities
+    if mapped.ndim != 2 or mapped.shape[0] != n_test or not 2 <= mapped.shape[1] <= MAX_CLASSES:
+        raise RunError(f"'{path}' holds shape {mapped.shape}; expected ({n_test}, classes)")
+    if mapped.dtype.kind != "f":
+        raise RunError(f"'{path}' holds {mapped.dtype} values; expected probabilities (floats)")
+    return np.array(mapped)

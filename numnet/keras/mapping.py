@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from numnet import schedules
+from numnet import schedules, specs
 from numnet.layers import Layer, keras_names
 
 OPTIMIZER_CLASSES = {"adam": "Adam", "sgd": "SGD"}
@@ -43,3 +43,43 @@ def optimizer_config(optimizer: dict[str, Any]) -> dict[str, Any]:
         }  # fmt: skip
     return {"module": "keras.optimizers", "class_name": OPTIMIZER_CLASSES[optimizer["type"]],
             "config": {"name": optimizer["type"], **options}, "registered_name": None}  # fmt: skip
+
+
+# What a Keras optimizer config may also hold: names and settings that change nothing numnet computes,
+# and options numnet reads only when they are off (as Keras writes them by default).
+HARMLESS_OPTIMIZER_KEYS = {"name", "ema_momentum", "ema_overwrite_frequency", "is_legacy_optimizer", "jit_compile"}
+OFF_OPTIMIZER_OPTIONS = {"weight_decay": None, "clipnorm": None, "global_clipnorm": None, "clipvalue": None,
+                         "use_ema": False, "loss_scale_factor": None, "gradient_accumulation_steps": None,
+                         "decay": 0.0, "amsgrad": False, "momentum": 0.0, "nesterov": False}  # fmt: skip
+
+
+def optimizer_from_keras(config: Any) -> dict[str, Any] | None:
+    """A Keras file's optimizer (`compile_config["optimizer"]`, or a legacy file's `optimizer_config`)
+    as a spec's optimizer section, or None where numnet has no such optimizer or option (the model
+    then loads for inference with numnet's default Adam)."""
+    if not isinstance(config, dict) or not isinstance(config.get("config"), dict):
+        return None
+    kind = {name: numnet for numnet, name in OPTIMIZER_CLASSES.items()}.get(config.get("class_name"))
+    if kind is None:
+        return None
+    options = {key: value for key, value in config["config"].items() if key in specs.OPTIMIZERS[kind]}
+    for key, value in config["config"].items():
+        if key in options or key in HARMLESS_OPTIMIZER_KEYS:
+            continue
+        if key in OFF_OPTIMIZER_OPTIONS and value in (OFF_OPTIMIZER_OPTIONS[key], None):
+            continue
+        return None  # an option numnet does not compute: never trained with silently
+    rate = options.get("learning_rate")
+    if isinstance(rate, dict):
+        options["learning_rate"] = schedule_from_keras(rate)
+        if options["learning_rate"] is None:
+            return None
+    return {"type": kind, **options}
+
+
+def schedule_from_keras(config: dict[str, Any]) -> dict[str, Any] | None:
+    """A serialized `keras.optimizers.schedules` object as a spec's schedule (None if numnet lacks it)."""
+    kind, options = config.get("class_name"), config.get("config")
+    if kind not in schedules.SCHEDULES or kind == "OneCycle" or not isinstance(options, dict):
+        return None
+    return {"type": kind, **{key: value for key, value in options.items() if key in schedules.SCHEDULES[kind]}}

@@ -62,7 +62,7 @@ def layer_from_config(config: dict[str, Any]) -> Layer:
         raise SpecError(f"a layer config must be an object with a 'type', got {config!r}")
     options = {key: value for key, value in config.items() if key != "type"}
     layer_type = config["type"]
-    if layer_type not in LAYER_TYPES:
+    if not isinstance(layer_type, str) or layer_type not in LAYER_TYPES:
         raise SpecError(f"unknown layer type {layer_type!r}; numnet has {sorted(LAYER_TYPES)}")
     return LAYER_TYPES[layer_type](**options)
 
@@ -107,6 +107,8 @@ def check_spec(spec: Any) -> tuple[specs.Spec, list[Layer]]:
     return spec, layers
 
 
-def weight_shapes(layers: list[Layer]) -> list[Shape]:
-    """Every weight's shape in Keras order, from checked layers alone (for checking a file before reading it)."""
-    return [shape for layer in layers for shape in layer.weight_shapes(layer.input_shape).values()]
+def weight_shapes(layers: list[Layer], trainable_only: bool = False) -> list[Shape]:
+    """Every weight's shape in Keras order (or only those training steps), from checked layers alone:
+    a file's arrays are checked against these before they are read."""
+    return [shape for layer in layers for name, shape in layer.weight_shapes(layer.input_shape).items()
+            if not (trainable_only and name in layer.state_names)]  # fmt: skip

@@ -30,11 +30,12 @@ class Layer:
     type: str = ""
     options: dict[str, Any] = {}  # config keys this layer accepts, with their defaults
     weight_names: tuple[str, ...] = ()  # parameters, then state, in Keras order
+    state_names: tuple[str, ...] = ()  # the weights training does not step (batch norm's moving statistics)
     random_stream: str | None = None  # which of the model's seeded generators it draws from in training
     training_only = False  # the identity in inference, without weights: inference exports may leave it out
     keras_package: str | None = None  # Keras' own layer; else numnet.keras.layers registers one under this package
 
-    def __init__(self, **config: Any) -> None:
+    def __init__(self, /, **config: Any) -> None:  # `self` as an option is refused, not a TypeError
         unknown = sorted(set(config) - set(self.options))
         if unknown:
             raise SpecError(

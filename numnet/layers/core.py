@@ -208,6 +208,7 @@ class BatchNormalization(Layer):
     type = "BatchNormalization"
     options = {"momentum": 0.99, "epsilon": 1e-3}
     weight_names = ("gamma", "beta", "moving_mean", "moving_variance")
+    state_names = ("moving_mean", "moving_variance")
 
     def check_config(self):
         for key in ("momentum", "epsilon"):

@@ -23,11 +23,12 @@ import numnet
 from numnet import data, specs
 from numnet.backends import get_backend
 from numnet.callbacks import EarlyStopping, LambdaCallback
-from numnet.errors import NumnetError, RunError
+from numnet.errors import NumnetError, RunError, preview
 from numnet.formats.npz import read_header
 from numnet.formats.save import save_model
 from numnet.io import atomic_write, numnet_home, write_json
 from numnet.machine import describe_device
+from numnet.settings import check_settings, is_number
 
 SETTINGS = ("epochs", "batch_size", "validation_split", "seed", "train_samples", "test_samples", "early_stopping")
 
@@ -103,9 +104,14 @@ def resume_run(checkpoint: Path, backend: str | None = None, fallback: dict[str,
         print(f"warning: '{checkpoint}' holds no run history; the first {model.epochs_done} epoch(s) of this run "
               "will be missing from its history", file=sys.stderr)  # fmt: skip
         return Run(fallback["name"], fallback["model_choice"], clean_settings(fallback["settings"]), model)
+    name = state.get("name")
+    if not isinstance(name, str) or not specs.SAFE_NAME.fullmatch(name):
+        raise RunError(f"'{checkpoint}' names its run {preview(name)}, which is no safe file name; start the run again")
     history = state.get("history") if isinstance(state.get("history"), dict) else {}
-    history = {str(key): list(values)[: model.epochs_done] for key, values in history.items()}
-    return Run(str(state.get("name")), str(state.get("model")), clean_settings(state["settings"]), model, history)
+    history = {str(key): values[: model.epochs_done] for key, values in history.items()
+               if isinstance(values, list) and all(map(is_number, values))}  # fmt: skip
+    settings = check_settings(clean_settings(state["settings"]), RunError, where=f"'{checkpoint}': run setting ")
+    return Run(name, str(state.get("model")), settings, model, history)
 
 
 def confusion_matrix(labels: np.ndarray, predicted: np.ndarray, classes: int = 10) -> np.ndarray:
@@ -209,26 +215,34 @@ def _rescued(model: Any, state: dict[str, Any], path: Path, error: OSError) -> R
     """Saves the run's checkpoint in the first rescue folder that takes it; the error says where."""
     problem = f"cannot write '{path}': {error.strerror or error}"
     for folder in rescue_folders():
-        rescue = folder / f"{state['name']}.checkpoint.npz"
+        name = state["name"] if specs.SAFE_NAME.fullmatch(state["name"]) else "run"
+        rescue = folder / f"{name}.checkpoint.npz"
         for copy in range(2, 100):
             if not rescue.exists():
                 break
-            rescue = folder / f"{state['name']}-{copy}.checkpoint.npz"
+            rescue = folder / f"{name}-{copy}.checkpoint.npz"
         try:
             save_model(model, rescue, run=state)
         except OSError:
             continue
         return RunError(
             f"{problem}. The run after epoch {model.epochs_done} is safe in '{rescue}'; make room (or fix the "
-            f"folder), then finish it where it started with: python -m numnet.train --resume {rescue}"
+            f"folder), then finish it where it started with: python -m numnet.train --resume {rescue} "
+            f"--out {path.parent}"
         )
     return RunError(f"{problem}, nor in any of {[str(f) for f in rescue_folders()]}; the trained model is lost")
 
 
-def run_files(checkpoint: Path) -> RunFiles:
-    """Where the run a checkpoint holds finishes: where it started, also when it was rescued elsewhere."""
+def resumed_files(checkpoint: Path, out: Path | None = None) -> RunFiles:
+    """Where a resumed run finishes: in `out` if given, else beside its checkpoint. The checkpoint's
+    header says only how its run names its files (a grid's run folder, or the training CLI's NAME.*),
+    never where they go: a copied or hostile checkpoint writes nowhere the user did not choose."""
     try:
         started = read_header(checkpoint).get("run", {}).get("checkpoint")
     except (NumnetError, AttributeError):
         started = None
-    return RunFiles.of_checkpoint(Path(started) if isinstance(started, str) else checkpoint)
+    name = Path(started).name if isinstance(started, str) else checkpoint.name
+    layout = name == "checkpoint.npz" or (
+        name.endswith(".checkpoint.npz") and specs.SAFE_NAME.fullmatch(name.removesuffix(".checkpoint.npz"))
+    )
+    return RunFiles.of_checkpoint((out or checkpoint.parent) / (name if layout else checkpoint.name))

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from numnet.errors import NumnetError
+from numnet.io import read_text
 from numnet.settings import SETTINGS, check_settings
 
 # The lab's Table 1 (CNN) and Table 2 (MLP).
@@ -26,6 +27,8 @@ GRIDS: dict[str, dict[str, Any]] = {
 }
 RUN_DEFAULTS: dict[str, Any] = {name: s.default for name, s in SETTINGS.items() if s.default is not None}
 RUN_KEYS = {"model", *SETTINGS}
+MAX_RUNS = 10_000  # far above any table a lab runs, and a bound on what a grid file makes numnet build
+MAX_EPOCHS = 10_000_000  # what --scale may make of a run: more would never finish
 
 
 class GridError(NumnetError):
@@ -37,13 +40,13 @@ def read_grid(choice: str) -> dict[str, Any]:
     if choice in GRIDS:
         return GRIDS[choice]
     path = Path(choice)
-    if not path.is_file():
+    if not path.exists():
         raise GridError(f"grid {choice!r} is neither a built-in grid ({', '.join(GRIDS)}) nor a file")
+    text = read_text(path, "grid file", GridError)
     try:
-        text = path.read_text(encoding="utf-8")
         grid = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
-    except (OSError, UnicodeDecodeError, ValueError) as error:
-        raise GridError(f"grid file '{path}' cannot be read: {error}") from None
+    except (ValueError, RecursionError) as error:
+        raise GridError(f"grid file '{path}' cannot be read: {type(error).__name__}: {error}") from None
     if not isinstance(grid, dict):
         raise GridError(f"grid file '{path}' must hold a mapping of settings, not {type(grid).__name__}")
     return grid
@@ -68,12 +71,17 @@ def expand_grid(grid: dict[str, Any], scale: float = 1.0) -> list[dict[str, Any]
     choices = [value if isinstance(value, list) else [value] for value in grid.values()]
     if any(len(c) == 0 for c in choices):
         raise GridError("a grid setting has an empty list of values")
+    count = math.prod(len(c) for c in choices)
+    if count > MAX_RUNS:  # counted before a single run is built
+        raise GridError(f"the grid crosses into {count:,} runs; numnet runs at most {MAX_RUNS:,} in one grid")
     grid_runs = [
         _check_run({**RUN_DEFAULTS, **dict(zip(keys, combination))}) for combination in itertools.product(*choices)
     ]
     if len({run_name(settings) for settings in grid_runs}) != len(grid_runs):
         raise GridError("the grid repeats a run; every combination of settings must be distinct")
     unscaled = sorted({settings["epochs"] for settings in grid_runs})
+    if unscaled[-1] * scale > MAX_EPOCHS:
+        raise GridError(f"--scale {scale:g} gives a run of {unscaled[-1] * scale:,.0f} epochs; at most {MAX_EPOCHS:,}")
     for settings in grid_runs:
         settings["epochs"] = max(1, math.floor(settings["epochs"] * scale + 0.5))  # at least one, halves up
     if len({run_name(settings) for settings in grid_runs}) != len(grid_runs):

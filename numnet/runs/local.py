@@ -12,7 +12,7 @@ from numnet import data, runs
 from numnet.errors import NumnetError
 from numnet.formats.npz import read_header
 from numnet.formats.records import read_record
-from numnet.io import write_json
+from numnet.io import output_folder, write_json
 from numnet.runs.grid import GridError, run_name
 
 
@@ -64,7 +64,7 @@ def run_grid(
     grid_runs: list[dict[str, Any]], backend: str, out: Path, verbose: bool = True, mnist=None
 ) -> list[dict[str, Any]]:
     """Runs every settings dict not already finished under `out`; returns all records in grid order."""
-    out.mkdir(parents=True, exist_ok=True)
+    output_folder(out, GridError)
     names = [run_name(settings) for settings in grid_runs]
     if len(set(names)) != len(names):
         raise GridError("the grid repeats a run; every combination of settings must be distinct")

@@ -21,6 +21,16 @@ def find_models(paths: list[Path] | None) -> dict[str, Path]:
     return {path.stem: path for path in found}
 
 
+def same_names(paths: list[Path] | None) -> str | None:
+    """Two --model files the apps would offer under one name (the file name), or None."""
+    seen: dict[str, Path] = {}
+    for path in paths or []:
+        if path.stem in seen:
+            return f"--model {seen[path.stem]} and --model {path} would both be offered as {path.stem!r}; rename one"
+        seen[path.stem] = path
+    return None
+
+
 def models_problem(models: dict[str, Path]) -> str | None:
     """What stops the apps from starting with these models (and how to fix it), or None."""
     missing = [str(p) for p in models.values() if not p.is_file()]
@@ -42,7 +52,7 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
 def chosen_models(args: argparse.Namespace) -> dict[str, Path] | None:
     """The models to offer, or None after saying on stderr why there are none."""
     models = find_models(args.model)
-    problem = models_problem(models)
+    problem = same_names(args.model) or models_problem(models)
     if problem:
         print(f"error: {problem}" if models else problem, file=sys.stderr)
         return None

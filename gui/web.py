@@ -35,16 +35,41 @@ MAX_IMAGE_PIXELS = 4096 * 4096
 MAX_WORKING_SIDE = 1024
 DECODE_SLOTS = threading.BoundedSemaphore(2)
 # A drawing's PNG arrives in well under a second; a body that stops short of its declared length
-# (or trickles in) is cut off after this long instead of holding its connection and buffer forever.
+# (or trickles in) is cut off after this long instead of holding its connection and buffer forever,
+# and a client that has not sent its request's headers by HEADER_SECONDS is disconnected.
 BODY_SECONDS = 10
+HEADER_SECONDS = 10
+# Bytes of request bodies held at once, across all requests: a drawing (tens of kB) always fits in
+# its own allowance; larger bodies share one budget, and a request that would exceed it is answered
+# 503 with Retry-After, so many large uploads at once cannot make the server allocate without bound.
+OWN_ALLOWANCE = 64 << 10
+SHARED_BUDGET = 32 << 20
+MAX_CONNECTIONS = 512  # beyond this uvicorn answers 503 at once
 
 
 class RequestProblem(Exception):
     """A request the server refuses, with the HTTP status and the message the client sees."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
-        self.status, self.message = status, message
+        self.status, self.message, self.headers = status, message, headers
+
+
+class BodyBudget:
+    """Bytes of request bodies held beyond each request's own allowance, across all requests (the
+    server's one event loop reads every body, so a plain counter is enough)."""
+
+    def __init__(self, limit: int = SHARED_BUDGET) -> None:
+        self.limit, self.held = limit, 0
+
+    def take(self, count: int) -> None:
+        if self.held + count > self.limit:
+            raise RequestProblem(503, "the server is reading many large uploads; send the drawing again in a "
+                                 "moment", headers={"Retry-After": "1", "Connection": "close"})  # fmt: skip
+        self.held += count
+
+    def give_back(self, count: int) -> None:
+        self.held -= count
 
 
 def decode_image(body: bytes, content_type: str) -> Image.Image:
@@ -105,21 +130,34 @@ class WebPredictor(Predictor):
         }
 
 
-def create_app(models: dict[str, Path], backend: str = "numba"):
+LOOPBACK_NAMES = ["127.0.0.1", "localhost", "::1", "[::1]"]
+
+
+def allowed_hosts(host: str) -> list[str]:
+    """The Host headers the page answers: the names of the address it listens on. A page bound to this
+    machine then refuses a request whose Host is another name (DNS rebinding from a web page)."""
+    return ["*"] if host in ("0.0.0.0", "::", "") else sorted({*LOOPBACK_NAMES, host})
+
+
+def create_app(models: dict[str, Path], backend: str = "numba", hosts: list[str] | None = None):
     """The FastAPI application serving the page, the model list and predictions."""
     from fastapi import FastAPI, Request
     from fastapi.concurrency import run_in_threadpool
     from fastapi.responses import HTMLResponse, JSONResponse, Response
+    from starlette.middleware.trustedhost import TrustedHostMiddleware
     from starlette.requests import ClientDisconnect
 
     predictor = WebPredictor(models, backend)
+    budget = BodyBudget()
     page = resources.files("numnet.gui").joinpath("web_page.html").read_text(encoding="utf-8")
     app = FastAPI(title="numnet drawing page", docs_url=None, redoc_url=None)
+    app.add_middleware(TrustedHostMiddleware, allowed_hosts=hosts or LOOPBACK_NAMES)
 
     @app.exception_handler(RequestProblem)
     def refuse(_: Request, problem: RequestProblem) -> JSONResponse:
         unread_body = {"Connection": "close"} if problem.status == 408 else None
-        return JSONResponse({"error": problem.message}, status_code=problem.status, headers=unread_body)
+        return JSONResponse({"error": problem.message}, status_code=problem.status,
+                            headers=problem.headers or unread_body)  # fmt: skip
 
     @app.get("/", response_class=HTMLResponse)
     def index() -> str:
@@ -135,7 +173,7 @@ def create_app(models: dict[str, Path], backend: str = "numba"):
         if declared is not None and (not declared.isdigit() or int(declared) > MAX_UPLOAD_BYTES):
             raise RequestProblem(413, f"the request declares {declared} bytes; the limit is {MAX_UPLOAD_BYTES:,}")
         try:
-            body = await asyncio.wait_for(read_body(request), BODY_SECONDS)
+            body = await asyncio.wait_for(read_body(request, budget), BODY_SECONDS)
         except TimeoutError:
             raise RequestProblem(408, f"the image did not arrive within {BODY_SECONDS} s; send it again") from None
         except ClientDisconnect:  # the client left (a closed tab, a newer stroke): nobody reads an answer
@@ -147,14 +185,22 @@ def create_app(models: dict[str, Path], backend: str = "numba"):
     return app
 
 
-async def read_body(request) -> bytes:
-    """The request's body, refused as soon as it grows past MAX_UPLOAD_BYTES."""
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_UPLOAD_BYTES:
-            raise RequestProblem(413, f"the image is over the limit of {MAX_UPLOAD_BYTES:,} bytes")
-    return bytes(body)
+async def read_body(request, budget: BodyBudget) -> bytearray:
+    """The request's body, refused as soon as it grows past MAX_UPLOAD_BYTES, and held within its own
+    allowance plus what it can take of the shared budget (given back when the request is done)."""
+    body, taken = bytearray(), 0
+    try:
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > MAX_UPLOAD_BYTES:
+                raise RequestProblem(413, f"the image is over the limit of {MAX_UPLOAD_BYTES:,} bytes")
+            beyond = max(0, len(body) - OWN_ALLOWANCE)
+            if beyond > taken:
+                budget.take(beyond - taken)
+                taken = beyond
+        return body  # not copied: PIL reads a bytearray as it is
+    finally:
+        budget.give_back(taken)
 
 
 # The README's own install line for the web extra, so the two never disagree.
@@ -217,5 +263,24 @@ def main(argv: list[str] | None = None) -> int:
         print(WEB_EXTRA_MISSING, file=sys.stderr)
         return 2
     print(f"numnet drawing page on http://{args.host}:{args.port}/ with {', '.join(models)}")
-    uvicorn.run(create_app(models, args.backend), host=args.host, port=args.port, log_level="warning")
+    app = create_app(models, args.backend, allowed_hosts(args.host))
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", http=header_timeout_protocol(),
+                limit_concurrency=MAX_CONNECTIONS, timeout_keep_alive=5)  # fmt: skip
     return 0
+
+
+def header_timeout_protocol() -> type:
+    """uvicorn's HTTP/1.1 protocol, closing a connection that has not sent a request's headers within
+    HEADER_SECONDS (uvicorn itself waits for them forever: slow-header clients would pile up)."""
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    class HeaderTimeoutProtocol(H11Protocol):
+        def connection_made(self, transport) -> None:
+            super().connection_made(transport)
+            self.loop.call_later(HEADER_SECONDS, self.drop_if_no_request)
+
+        def drop_if_no_request(self) -> None:
+            if self.cycle is None and not self.transport.is_closing():
+                self.transport.close()
+
+    return HeaderTimeoutProtocol

@@ -306,3 +306,10 @@ def test_a_schedule_whose_rate_overflows_is_refused_at_the_step_it_does():
     model = numnet.build({**numnet.specs.mlp(), "optimizer": {"type": "sgd", "learning_rate": schedule}})
     with pytest.raises(InputError, match="ExponentialDecay schedule's learning rate overflows at step 1"):
         model.fit(np.zeros((4, 28, 28, 1), np.float32), np.array([0, 1, 2, 3]), batch_size=1, verbose=0)
+
+
+def test_images_in_pixel_levels_not_scaled_to_0_1_are_said(mlp):
+    """Float images holding 0-255 levels: probably never scaled; said (a model read from a Keras file
+    may have been trained on raw levels, so they are not refused)."""
+    with pytest.warns(UserWarning, match=r"x holds values up to 255, like pixel levels 0-255"):
+        mlp.predict(np.full((1, 28, 28, 1), 255.0, np.float32))

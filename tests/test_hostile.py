@@ -633,3 +633,19 @@ def test_an_encrypted_zip_member_is_refused_by_name(tmp_path, suffix, member):
     path.write_bytes(bytes(data))
     with pytest.raises(ModelFileError, match=f"{member.decode()} is encrypted"):
         numnet.load(path)
+
+
+def test_a_report_of_seventy_runs_draws_the_most_accurate_and_lists_them_all(tmp_path, mnist):
+    """A big grid's report stays readable: per-run figures draw the 12 most accurate runs and say so;
+    the time table lists every run."""
+    for i in range(70):
+        finished_run(tmp_path / "runs" / f"run{i:02d}", name=f"run{i:02d}", test_accuracy=i / 100)
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "mnist.npz").symlink_to(numnet.data.cache_path())
+    result = subprocess.run([sys.executable, "-m", "numnet.report", str(tmp_path / "runs")], capture_output=True,
+                            text=True, env={**os.environ, "NUMNET_HOME": str(home)}, timeout=600)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    page = (tmp_path / "runs" / "report.html").read_text()
+    assert "confusion matrices (the 12 most accurate of 70 runs)" in page
+    assert all(f"<td>run{i:02d}</td>" in page for i in range(70))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import http.client
 import io
 import json
@@ -179,7 +180,9 @@ def test_a_body_that_stops_short_is_cut_off_and_a_client_that_leaves_is_no_error
 
     process, url = start_server([seed_mlp_file])
     address = ("127.0.0.1", int(url.split(":")[2].strip("/")))
-    head = b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\nContent-Length: 1000\r\n\r\n\x89PNG"
+    head = (
+        b"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: image/png\r\nContent-Length: 1000\r\n\r\n\x89PNG"
+    )
     try:
         leaving = socket.create_connection(address)
         leaving.sendall(head)
@@ -218,6 +221,17 @@ def test_unknown_and_broken_models_are_named(server):
     assert status == 404 and "no model named 'resnet'" in result["error"]
     status, result = post(server, png_of(DIGITS[1]), model="broken")
     assert status == 500 and "model 'broken' cannot be loaded" in result["error"]
+
+
+def test_two_model_files_of_the_same_name_are_refused_not_merged(tmp_path, seed_mlp_file):
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "mlp.npz").write_bytes(seed_mlp_file.read_bytes())
+    command = [sys.executable, "-m", "numnet.web", "--model", str(tmp_path / "a/mlp.npz"), "--model",
+               str(tmp_path / "b/mlp.npz"), "--export", str(tmp_path / "site")]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and "would both be offered as 'mlp'; rename one" in result.stderr
+    assert not (tmp_path / "site").exists()
 
 
 def test_without_models_the_server_says_how_to_train_them(tmp_path):
@@ -367,12 +381,23 @@ def peak_memory_mib(pid: int) -> float:
     raise AssertionError("no VmHWM in /proc")
 
 
+@contextlib.contextmanager
+def warm_server(model: Path):
+    """A server with its model loaded and kernels compiled before anything is measured: (process, url,
+    its peak memory so far); afterwards it must still read a drawing right."""
+    process, url = start_server([model])
+    try:
+        assert post(url, png_of(DIGITS[1]))[0] == 200
+        yield process, url, peak_memory_mib(process.pid)
+        assert post(url, png_of(DIGITS[7]))[1]["digit"] == 7
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
 def test_many_large_uploads_at_once_keep_the_server_memory_bounded(seed_mlp_file):
     """Ten 4096x4096 RGBA drawings at once (each ~0.5 GB to prepare at full size) stay within a bound."""
-    process, url = start_server([seed_mlp_file])
-    try:
-        assert post(url, png_of(DIGITS[1]))[0] == 200  # model loaded and kernels warm before measuring
-        before = peak_memory_mib(process.pid)
+    with warm_server(seed_mlp_file) as (process, url, before):
         canvas = Image.new("RGBA", (4096, 4096), (255, 255, 255, 255))
         ImageDraw.Draw(canvas).line([(2048, 600), (2048, 3500)], fill=(0, 0, 0, 255), width=260)
         buffer = io.BytesIO()
@@ -384,7 +409,62 @@ def test_many_large_uploads_at_once_keep_the_server_memory_bounded(seed_mlp_file
         assert all(status == 200 and result["digit"] == 1 for status, result in answers), answers
         growth = peak_memory_mib(process.pid) - before
         assert growth < 600, f"serving ten large uploads at once grew the server's peak memory by {growth:.0f} MiB"
-        assert post(url, png_of(DIGITS[7]))[1]["digit"] == 7
+
+
+def flood_upload(url: str, size: int) -> int | str:
+    """One upload of `size` bytes that are no image; the status, or how the connection ended."""
+    host, port = url.removeprefix("http://").rstrip("/").split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=60)
+    try:
+        connection.request("POST", "/predict", body=b"\x89PNG" + bytes(size - 4), headers={"Content-Type": "image/png"})
+        return connection.getresponse().status
+    except (BrokenPipeError, ConnectionResetError):
+        return "closed"
+    finally:
+        connection.close()
+
+
+def test_three_hundred_large_uploads_at_once_hold_memory_and_a_drawing_is_still_answered(seed_mlp_file):
+    """300 concurrent 4 MiB uploads: the bodies held at once stay within their budget (the others are
+    told 503, Retry-After), the server's memory grows by less than 300 MiB, and a drawing sent in the
+    middle of it is answered within 2 s."""
+    with warm_server(seed_mlp_file) as (process, url, before):
+        with concurrent.futures.ThreadPoolExecutor(300) as pool:
+            flood = [pool.submit(flood_upload, url, 4 << 20) for _ in range(300)]
+            time.sleep(0.5)
+            start = time.perf_counter()
+            status, answer = post(url, png_of(DIGITS[7]))
+            answered = time.perf_counter() - start
+            outcomes = [future.result() for future in flood]
+        assert status == 200 and answer["digit"] == 7 and answered < 2.0, (status, answered)
+        assert set(outcomes) <= {400, 503, "closed"} and 503 in outcomes, sorted(set(map(str, outcomes)))
+        growth = peak_memory_mib(process.pid) - before
+        assert growth < 300, f"300 uploads of 4 MiB at once grew the server's peak memory by {growth:.0f} MiB"
+
+
+def test_a_client_that_never_finishes_its_headers_is_disconnected(seed_mlp_file, monkeypatch):
+    """Slow-header clients are dropped after HEADER_SECONDS instead of holding a connection forever."""
+    from numnet.gui import web
+
+    process, url = start_server([seed_mlp_file])
+    try:
+        host, port = url.removeprefix("http://").rstrip("/").split(":")
+        with socket.create_connection((host, int(port)), timeout=web.HEADER_SECONDS + 20) as slow:
+            slow.sendall(b"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\n")  # and never the rest
+            start = time.perf_counter()
+            assert slow.recv(1024) == b""  # the server closed the connection
+            assert web.HEADER_SECONDS - 1 < time.perf_counter() - start < web.HEADER_SECONDS + 10
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+def test_a_request_for_another_host_name_is_refused(server):
+    """DNS rebinding: a page elsewhere whose name resolves to 127.0.0.1 sends its own Host header."""
+    host, port = server.removeprefix("http://").rstrip("/").split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=30)
+    connection.request("GET", "/models", headers={"Host": "attacker.example"})
+    assert connection.getresponse().status == 400
+    connection = http.client.HTTPConnection(host, int(port), timeout=30)
+    connection.request("GET", "/models", headers={"Host": f"localhost:{port}"})
+    assert connection.getresponse().status == 200

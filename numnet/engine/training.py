@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -106,6 +107,12 @@ class ModelAPI:
         if not np.isfinite(x).all():
             bad = int((~np.isfinite(x)).reshape(x.shape[0], -1).any(axis=1).sum())
             raise InputError(f"{name} contains NaN or infinite values in {bad} sample(s)")
+        if x.min() >= 0 and x.max() > 2:  # pixel levels 0-255, never scaled
+            warnings.warn(
+                f"{name} holds values up to {x.max():g}, like pixel levels 0-255; numnet's networks read images "
+                "scaled to [0, 1] (numnet.data.to_model_input); a model trained on raw levels may want them",
+                UserWarning, stacklevel=3,
+            )  # fmt: skip
         return np.ascontiguousarray(x, dtype=self.dtype)
 
     def _check_y(self, y: Any, n: int, name: str = "y") -> np.ndarray:

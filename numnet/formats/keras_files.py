@@ -54,8 +54,8 @@ class _Reader:
             return KERAS_CLASSES[kind].from_keras(config)
         except KerasMismatch as mismatch:
             raise self.fail(f"layer '{name}' uses {mismatch}, which numnet does not support") from None
-        except (KeyError, TypeError, ValueError) as error:
-            raise self.fail(f"layer '{name}' has an unreadable config ({error})") from None
+        except (KeyError, TypeError, ValueError, IndexError, OverflowError) as error:
+            raise self.fail(f"layer '{name}' has an unreadable config ({type(error).__name__}: {error})") from None
 
     def flatten(self, model_config: dict, h5_prefix: str = "layers", depth: int = 0) -> tuple[list, list, list | None]:
         """(numnet layer configs, h5 paths of each weighted layer in .keras files, input shape)."""
@@ -157,9 +157,9 @@ def _inside(h5: Any, name: str, path: Path) -> Any:
     h5py = _h5py()
     item = h5
     for part in (p for p in name.split("/") if p):
-        if not isinstance(item, h5py.Group) or part not in item:
+        link = item.get(part, getlink=True) if isinstance(item, h5py.Group) else None
+        if link is None:
             return None
-        link = item.get(part, getlink=True)
         if not isinstance(link, h5py.HardLink):
             raise ModelFileError(f"Keras file '{path}' stores '{name}' behind a {type(link).__name__}; numnet reads "
                                  "only what a file holds itself")  # fmt: skip

@@ -59,7 +59,8 @@ def optimizer_from_keras(config: Any) -> dict[str, Any] | None:
     then loads for inference with numnet's default Adam)."""
     if not isinstance(config, dict) or not isinstance(config.get("config"), dict):
         return None
-    kind = {name: numnet for numnet, name in OPTIMIZER_CLASSES.items()}.get(config.get("class_name"))
+    class_name = config.get("class_name")
+    kind = next((numnet for numnet, name in OPTIMIZER_CLASSES.items() if name == class_name), None)
     if kind is None:
         return None
     options = {key: value for key, value in config["config"].items() if key in specs.OPTIMIZERS[kind]}

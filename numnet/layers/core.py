@@ -139,9 +139,9 @@ class Conv2D(Layer):
     def check_config(self):
         k = self.config["kernel_size"]
         if isinstance(k, list | tuple):
-            if len(set(k)) != 1:
+            if not k or any(side != k[0] for side in k):
                 raise SpecError(f"Conv2D kernel_size must be square, got {k}")
-            self.config["kernel_size"] = int(k[0])
+            self.config["kernel_size"] = k[0]
         _check_positive(self, "filters")
         _check_positive(self, "kernel_size")
         if self.config["padding"] not in ("valid", "same"):
@@ -191,7 +191,7 @@ class Conv2D(Layer):
     @classmethod
     def from_keras(cls, config):
         kernel = pair(config.get("kernel_size", 3))
-        require(len(set(kernel)) == 1, f"a non-square kernel {kernel}")
+        require(bool(kernel) and all(side == kernel[0] for side in kernel), f"a non-square kernel {kernel}")
         require(pair(config.get("strides", 1)) == [1, 1], "strides other than 1")
         require(pair(config.get("dilation_rate", 1)) == [1, 1], "dilation")
         require(config.get("groups", 1) == 1, "grouped convolution")

@@ -28,9 +28,7 @@ from numnet.formats.npz import read_header
 from numnet.formats.save import save_model
 from numnet.io import atomic_write, numnet_home, write_json
 from numnet.machine import describe_device
-from numnet.settings import check_settings, is_number
-
-SETTINGS = ("epochs", "batch_size", "validation_split", "seed", "train_samples", "test_samples", "early_stopping")
+from numnet.settings import SETTINGS, check_settings, is_number
 
 
 @dataclass(frozen=True)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 import textwrap
+import zipfile
 
 import numpy as np
 import pytest
@@ -125,7 +127,7 @@ def test_truncated_and_garbage_keras_files(keras_files, tmp_path):
         numnet.load(truncated)
     garbage = tmp_path / "garbage.h5"
     garbage.write_bytes(b"not an hdf5 file" * 100)
-    with pytest.raises(ModelFileError, match="truncated or corrupt"):
+    with pytest.raises(ModelFileError, match="is neither a .keras archive .zip. nor an HDF5 file"):
         numnet.load(garbage)
 
 
@@ -211,3 +213,145 @@ def test_a_keras_file_loads_with_its_optimizer_its_state_and_its_step_count(tmp_
         m.fit(x_train[500:700], y_train[500:700], epochs=1, batch_size=100, shuffle=False, verbose=0)
     for ours, theirs in zip(again.get_weights(), model.get_weights()):
         np.testing.assert_allclose(ours, theirs, rtol=1e-6, atol=1e-7)
+
+
+def _with_layer_config(source, target, layer_name, changes):
+    """A copy of a .keras file whose layer `layer_name` has `changes` in its config."""
+    with zipfile.ZipFile(source) as archive:
+        members = {name: archive.read(name) for name in archive.namelist()}
+    config = json.loads(members["config.json"])
+    (entry,) = [e for e in config["config"]["layers"] if e["config"].get("name") == layer_name]
+    entry["config"].update(changes)
+    members["config.json"] = json.dumps(config).encode()
+    with zipfile.ZipFile(target, "w") as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    return target
+
+
+UNCOMPUTED = [
+    ("dense", {"kernel_regularizer": {"class_name": "L2", "config": {"l2": 0.01}}}, "kernel_regularizer="),
+    ("dense", {"use_bias": False}, "use_bias=False"),
+    ("dense", {"activity_regularizer": "l1"}, "activity_regularizer='l1'"),
+    ("dense", {"something_new": 1}, "something_new=1"),
+    ("conv2d", {"strides": [2, 2]}, "strides other than 1"),
+    ("conv2d", {"dilation_rate": [2, 2]}, "dilation"),
+    ("conv2d", {"data_format": "channels_first"}, "channels_first"),
+    ("conv2d", {"kernel_constraint": {"class_name": "MaxNorm"}}, "kernel_constraint="),
+    ("batch_normalization", {"axis": 1}, "normalises the last axis only"),
+    ("batch_normalization", {"center": False}, "center/scale off"),
+    ("batch_normalization", {"renorm": True}, "renorm=True"),
+    ("batch_normalization", {"synchronized": True}, "synchronized=True"),
+    ("max_pooling2d", {"padding": "same"}, "'same' pooling"),
+    ("max_pooling2d", {"pool_size": [4, 4]}, "pool [4, 4]"),
+    ("dropout", {"noise_shape": [None, 1, 1, 64]}, "noise_shape="),
+    ("flatten", {"data_format": "channels_first"}, "data_format='channels_first'"),
+]
+
+
+@pytest.mark.parametrize(
+    ("layer", "changes", "named"), UNCOMPUTED, ids=[f"{c[0]}-{next(iter(c[1]))}" for c in UNCOMPUTED]
+)
+def test_every_keras_option_numnet_does_not_compute_is_refused_by_name(tmp_path, layer, changes, named):
+    """No silent wrong answer: a Keras config key a layer does not compute (or computes only at its
+    default) is a ModelFileError naming the file, the layer and the key with its value."""
+    source = tmp_path / "cnn.keras"
+    numnet.build(numnet.specs.cnn()).save(source)
+    numnet.load(source)  # as numnet writes it, it loads
+    mutant = _with_layer_config(source, tmp_path / "mutant.keras", layer, changes)
+    with pytest.raises(ModelFileError) as error:
+        numnet.load(mutant)
+    assert f"'{mutant}'" in str(error.value) and named in str(error.value)
+    assert f"'{layer}'" in str(error.value) or "normalises the last axis" in str(error.value)
+
+
+# -- the file formats people publish --------------------------------------------------------------------
+
+
+def test_a_keras_2_1_sequential_stored_as_a_bare_list_of_layers_loads(tmp_path, mnist_inputs):
+    """Keras <= 2.1 wrote a Sequential's config as the list of its layers."""
+    import h5py
+
+    (_, _), (x_test, _) = mnist_inputs
+    model = numnet.build(numnet.specs.cnn(), seed=3)
+    path = tmp_path / "old.h5"
+    model.save(path)
+    with h5py.File(path, "r+") as h5:
+        config = json.loads(h5.attrs["model_config"])
+        config["config"] = [layer for layer in config["config"]["layers"] if layer["class_name"] != "InputLayer"]
+        config["config"][0]["config"]["batch_input_shape"] = [None, 28, 28, 1]
+        h5.attrs["model_config"] = json.dumps(config)
+    np.testing.assert_array_equal(numnet.load(path).predict(x_test[:20]), model.predict(x_test[:20]))
+
+
+@pytest.mark.parametrize(("name", "saved_as"), [("model.keras", ".h5"), ("model.h5", ".keras")])
+def test_the_reader_is_chosen_by_content_not_by_the_name(tmp_path, mnist_inputs, name, saved_as):
+    (_, _), (x_test, _) = mnist_inputs
+    model = numnet.build(numnet.specs.mlp(), seed=3)
+    model.save(tmp_path / f"m{saved_as}")
+    (tmp_path / f"m{saved_as}").rename(tmp_path / name)
+    np.testing.assert_array_equal(numnet.load(tmp_path / name).predict(x_test[:20]), model.predict(x_test[:20]))
+
+
+def test_a_git_lfs_pointer_is_named_as_such(tmp_path):
+    path = tmp_path / "mnist.h5"
+    path.write_text("version https://git-lfs.github.com/spec/v1\noid sha256:" + "0" * 64 + "\nsize 1234567\n")
+    with pytest.raises(ModelFileError, match="is a Git LFS pointer .* fetch it with `git lfs pull`"):
+        numnet.load(path)
+
+
+def functional_chain():
+    """The seed MLP written with Keras' functional API, as many tutorials write it."""
+    inputs = keras.Input((28, 28, 1))
+    x = keras.layers.Flatten()(inputs)
+    x = keras.layers.Dense(128, activation="relu")(x)
+    outputs = keras.layers.Dense(10, activation="softmax")(x)
+    model = keras.Model(inputs, outputs)
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    return model
+
+
+@pytest.mark.parametrize("suffix", [".keras", ".h5"])
+def test_a_functional_model_whose_layers_form_a_chain_loads_and_matches_keras(tmp_path, mnist_inputs, suffix):
+    (_, _), (x_test, _) = mnist_inputs
+    model = functional_chain()
+    model.save(tmp_path / f"f{suffix}")
+    ours = numnet.load(tmp_path / f"f{suffix}")
+    assert [layer["type"] for layer in ours.spec["layers"]] == ["Flatten", "Dense", "Dense"]
+    np.testing.assert_allclose(ours.predict(x_test[:50]), model.predict(x_test[:50], verbose=0), atol=1e-5)
+
+
+def test_a_functional_graph_that_is_no_chain_is_refused_by_name(tmp_path):
+    inputs = keras.Input((28, 28, 1))
+    flat = keras.layers.Flatten()(inputs)
+    a, b = keras.layers.Dense(16)(flat), keras.layers.Dense(16)(flat)
+    outputs = keras.layers.Dense(10, activation="softmax")(keras.layers.Add()([a, b]))
+    keras.Model(inputs, outputs).save(tmp_path / "branches.keras")
+    with pytest.raises(ModelFileError, match="is a graph numnet cannot chain: layer 'flatten.*' feeds"):
+        numnet.load(tmp_path / "branches.keras")
+
+
+def test_a_keras_2_13_file_with_weights_under_layer_checkpoint_dependencies_loads(tmp_path, mnist_inputs):
+    """tf.keras 2.13-2.14 kept a .keras file's weights under _layer_checkpoint_dependencies/,
+    one group per weighted layer (layer_with_weights-K)."""
+    import io
+
+    import h5py
+
+    (_, _), (x_test, _) = mnist_inputs
+    model = numnet.build(numnet.specs.cnn(), seed=3)
+    model.save(tmp_path / "new.keras")
+    with zipfile.ZipFile(tmp_path / "new.keras") as archive:
+        members = {name: archive.read(name) for name in archive.namelist()}
+    old = io.BytesIO()
+    with h5py.File(io.BytesIO(members["model.weights.h5"]), "r") as new, h5py.File(old, "w") as h5:
+        names = numnet.layers.keras_names([layer["type"] for layer in model.spec["layers"]])
+        weighted = [name for name in names if len(new[f"layers/{name}/vars"])]  # in the model's order
+        for k, name in enumerate(weighted):
+            new.copy(new[f"layers/{name}"], h5, f"_layer_checkpoint_dependencies/layer_with_weights-{k}")
+    members["model.weights.h5"] = old.getvalue()
+    with zipfile.ZipFile(tmp_path / "old.keras", "w") as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    np.testing.assert_array_equal(numnet.load(tmp_path / "old.keras").predict(x_test[:20]),
+                                  model.predict(x_test[:20]))  # fmt: skip

@@ -28,6 +28,8 @@ from numnet.keras.mapping import LAYERS_MODULE, layer_entries, optimizer_config,
 from numnet.layers import KERAS_CLASSES, KerasMismatch, Layer, check_spec, snake_case, weight_shapes
 
 KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
+ZIP_SIGNATURE, HDF5_SIGNATURE = b"PK\x03\x04", b"\x89HDF\r\n\x1a\n"
+LFS_POINTER = b"version https://git-lfs.github.com/spec/"
 MAX_NESTING = 16  # Sequential blocks inside Sequential blocks (the seed CNN nests one level)
 
 
@@ -51,23 +53,63 @@ class _Reader:
         if kind not in KERAS_CLASSES:
             raise self.fail(f"layer '{name}' is a {kind}, which numnet does not have")
         try:
+            KERAS_CLASSES[kind].check_keras_keys(config)
             return KERAS_CLASSES[kind].from_keras(config)
         except KerasMismatch as mismatch:
             raise self.fail(f"layer '{name}' uses {mismatch}, which numnet does not support") from None
         except (KeyError, TypeError, ValueError, IndexError, OverflowError) as error:
             raise self.fail(f"layer '{name}' has an unreadable config ({type(error).__name__}: {error})") from None
 
+    def entries(self, model_config: Any) -> list:
+        """The model's layer entries in the order data flows through them: a Sequential's list (Keras
+        <= 2.1 writes the list as the whole config), or a Functional model's layers when they form a
+        single chain from its input to its output."""
+        kind = model_config.get("class_name") if isinstance(model_config, dict) else type(model_config).__name__
+        config = model_config.get("config", {}) if isinstance(model_config, dict) else None
+        if kind == "Sequential":
+            entries = (
+                config if isinstance(config, list) else config.get("layers", []) if isinstance(config, dict) else None
+            )
+        elif kind in ("Functional", "Model"):
+            entries = self.chain(config)
+        else:
+            raise self.fail(f"the model is a {kind}; numnet reads Sequential models and Functional chains")
+        if not isinstance(entries, list) or not all(self.well_formed(entry) for entry in entries):
+            raise self.fail("its model config does not hold its layers as a list, each with a class name and a config")
+        return entries
+
+    def chain(self, config: Any) -> list:
+        """A Functional model's layers from its one input to its one output, each fed by the one before:
+        anything else (branches, merges, shared layers, several inputs) is a graph numnet cannot chain."""
+        entries = config.get("layers") if isinstance(config, dict) else None
+        if not isinstance(entries, list) or not all(isinstance(e, dict) and isinstance(e.get("name"), str)
+                                                    for e in entries):  # fmt: skip
+            raise self.fail("its Functional config does not list its layers by name")
+        feeds = {entry["name"]: _inbound_layers(entry) for entry in entries}
+        inputs = [entry["name"] for entry in entries if entry.get("class_name") == "InputLayer"]
+        outputs = _layer_refs(config.get("output_layers"))
+        if len(inputs) != 1 or len(outputs) != 1:
+            raise self.fail(f"the model is a graph numnet cannot chain: {len(inputs)} inputs, {len(outputs)} outputs")
+        chain = [inputs[0]]
+        while chain[-1] != outputs[0] and len(chain) <= len(entries):
+            consumers = [name for name, fed in feeds.items() if chain[-1] in fed]
+            if len(consumers) != 1 or feeds[consumers[0]] != [chain[-1]]:
+                takes = f", which takes {feeds[consumers[0]]}" if len(consumers) == 1 else ""
+                raise self.fail(f"the model is a graph numnet cannot chain: layer '{chain[-1]}' feeds "
+                                f"{consumers or 'nothing'}{takes}")  # fmt: skip
+            chain.append(consumers[0])
+        if len(chain) != len(entries):
+            off = sorted(set(feeds) - set(chain))
+            raise self.fail(f"the model is a graph numnet cannot chain: {off} lie off the path from its input")
+        by_name = {entry["name"]: entry for entry in entries}
+        return [by_name[name] for name in chain]
+
     def flatten(self, model_config: dict, h5_prefix: str = "layers", depth: int = 0) -> tuple[list, list, list | None]:
-        """(numnet layer configs, h5 paths of each weighted layer in .keras files, input shape)."""
+        """(numnet layer configs, where each weighted layer's weights may lie in a .keras file, input shape)."""
         if depth > MAX_NESTING:
             raise self.fail(f"Sequential models are nested more than {MAX_NESTING} deep")
-        kind = model_config.get("class_name") if isinstance(model_config, dict) else type(model_config).__name__
-        if kind != "Sequential":
-            raise self.fail(f"the model is a {kind}; numnet reads Sequential models")
-        config = model_config.get("config", {})
-        entries = config.get("layers", []) if isinstance(config, dict) else None
-        if not isinstance(entries, list) or not all(self.well_formed(entry) for entry in entries):
-            raise self.fail("its model config is not a list of layers, each with a class name and a config")
+        entries = self.entries(model_config)
+        config = model_config.get("config") if isinstance(model_config.get("config"), dict) else {}
         layers, weight_paths, input_shape = [], [], None
         counts: dict[str, int] = {}
         for entry in entries:
@@ -90,7 +132,10 @@ class _Reader:
                 continue
             layers.append(self.layer(entry))
             if KERAS_CLASSES[kind].weight_names:
-                weight_paths.append(h5_name)
+                # Keras 3 names a layer's group by its class; tf.keras 2.13-2.14 by its place among
+                # the weighted layers (`_layer_checkpoint_dependencies/layer_with_weights-K`).
+                legacy = f"_layer_checkpoint_dependencies/layer_with_weights-{len(weight_paths)}"
+                weight_paths.append((h5_name, legacy) if depth == 0 else (h5_name,))
         if input_shape is None:
             build_config = model_config.get("build_config")
             build = config.get("build_input_shape") or (build_config or {}).get("input_shape")
@@ -114,8 +159,10 @@ class _Reader:
         loss = compiled.get("loss")
         # .keras files name the optimizer `optimizer`, legacy .h5 files `optimizer_config`
         optimizer = optimizer_from_keras(compiled.get("optimizer") or compiled.get("optimizer_config"))
+        config = model_config.get("config")
+        name = config.get("name") if isinstance(config, dict) else None
         spec = {
-            "name": model_config.get("config", {}).get("name", "keras_model"),
+            "name": name if isinstance(name, str) and specs.SAFE_NAME.fullmatch(name) else "keras_model",
             "input_shape": input_shape,
             "layers": layers,
             "loss": loss if isinstance(loss, str) and loss in specs.LOSSES else "sparse_categorical_crossentropy",
@@ -125,6 +172,45 @@ class _Reader:
             return *check_spec(spec), weight_paths
         except NumnetError as error:
             raise self.fail(str(error)) from None
+
+
+def _layer_refs(value: Any) -> list[str]:
+    """The layer names in a Functional config's `output_layers`: [name, 0, 0], or a list of those."""
+    if isinstance(value, list) and len(value) == 3 and isinstance(value[0], str):
+        return [value[0]]
+    if not isinstance(value, list):
+        return []
+    return [ref[0] for ref in value if isinstance(ref, list) and ref and isinstance(ref[0], str)]
+
+
+def _inbound_layers(entry: dict) -> list[str]:
+    """The layers feeding a Functional layer entry, from its inbound nodes in Keras 2's form
+    ([[[name, node, tensor, kwargs]]]) or Keras 3's ({"args": [keras tensors with a keras_history]});
+    a layer called more than once is marked so that no chain takes it."""
+    nodes = entry.get("inbound_nodes") or []
+    if not isinstance(nodes, list) or len(nodes) > 1:
+        return ["<called more than once>"]
+    names: list[str] = []
+
+    def walk(value: Any) -> None:
+        if isinstance(value, dict):
+            inner = value.get("config")
+            history = inner.get("keras_history") if isinstance(inner, dict) else None
+            if isinstance(history, list) and history and isinstance(history[0], str):
+                names.append(history[0])
+                return
+            for child in value.values():
+                walk(child)
+        elif isinstance(value, list):
+            if len(value) == 4 and isinstance(value[0], str) and isinstance(value[1], int):
+                names.append(value[0])  # Keras 2: [layer name, node index, tensor index, kwargs]
+                return
+            for child in value:
+                walk(child)
+
+    for node in nodes:
+        walk(node)
+    return names
 
 
 def _h5py():
@@ -228,7 +314,18 @@ def read_keras_file(path: str | Path) -> KerasFile:
     """
     path = Path(path)
     require_readable(path, "Keras file", ModelFileError)
-    read = _read_keras_zip if path.suffix.lower() == ".keras" else _read_legacy_h5
+    with open(path, "rb") as f:
+        head = f.read(len(LFS_POINTER))
+    if head.startswith(LFS_POINTER):
+        raise ModelFileError(f"Keras file '{path}' is a Git LFS pointer ({path.stat().st_size} bytes), not the model "
+                             "itself: fetch it with `git lfs pull` in its repository")  # fmt: skip
+    if head.startswith(ZIP_SIGNATURE):  # by content, whatever the name says
+        read = _read_keras_zip
+    elif head.startswith(HDF5_SIGNATURE):
+        read = _read_legacy_h5
+    else:
+        raise ModelFileError(f"Keras file '{path}' is neither a .keras archive (zip) nor an HDF5 file "
+                             f"(it starts with {head[:8]!r}); re-save it from Keras")  # fmt: skip
     try:
         return read(path, _Reader(path))
     except NumnetError:
@@ -248,10 +345,11 @@ def _read_keras_zip(path: Path, reader: _Reader) -> KerasFile:
         weights_bytes = _member(archive, "model.weights.h5", limit, path)
     expected, weights = iter(shapes), []
     with _h5py().File(io.BytesIO(weights_bytes), "r") as h5:
-        for layer_path in weight_paths:
+        for places in weight_paths:
+            layer_path = next((place for place in places if _inside(h5, f"{place}/vars", path)), places[0])
             count = len(_inside(h5, f"{layer_path}/vars", path) or {})
             if count == 0:
-                raise reader.fail(f"no weights stored for layer '{layer_path}'")
+                raise reader.fail(f"no weights stored for layer '{places[0]}'")
             weights += [_dataset(h5, f"{layer_path}/vars/{i}", path, next(expected, None)) for i in range(count)]
         return KerasFile(spec, weights, *_optimizer_variables(h5, spec, layers, path))
 

@@ -24,6 +24,23 @@ def pair(value: Any) -> list:
     return list(value) if isinstance(value, list | tuple) else [value, value]
 
 
+# Keras config keys that change nothing numnet computes from a file: names, dtypes, seeds, shapes
+# Keras records, and initialisers (the file's weights replace what they would draw).
+KERAS_HARMLESS_KEYS = frozenset({
+    "name", "trainable", "dtype", "batch_input_shape", "batch_shape", "input_shape", "input_dim", "seed",
+    "autocast", "dtype_policy", "kernel_initializer", "bias_initializer", "beta_initializer", "gamma_initializer",
+    "moving_mean_initializer", "moving_variance_initializer", "fused", "renorm_momentum", "lora_alpha",
+})  # fmt: skip
+# Keys numnet reads only at the values that compute nothing more than numnet does (Keras' defaults).
+KERAS_OFF_VALUES: dict[str, tuple] = {
+    **{key: (None,) for key in ("kernel_regularizer", "bias_regularizer", "activity_regularizer", "kernel_constraint",
+                                "bias_constraint", "beta_regularizer", "gamma_regularizer", "beta_constraint",
+                                "gamma_constraint", "lora_rank", "quantization_config", "noise_shape",
+                                "renorm_clipping", "virtual_batch_size", "adjustment")},
+    "synchronized": (False,), "renorm": (False,), "data_format": ("channels_last", None),
+}  # fmt: skip
+
+
 class Layer:
     """Base: `params` (trainable) and `state` (not trainable) in Keras weight order."""
 
@@ -34,6 +51,7 @@ class Layer:
     random_stream: str | None = None  # which of the model's seeded generators it draws from in training
     training_only = False  # the identity in inference, without weights: inference exports may leave it out
     keras_package: str | None = None  # Keras' own layer; else numnet.keras.layers registers one under this package
+    keras_keys: tuple[str, ...] = ()  # Keras config keys `from_keras` reads besides `options`
 
     def __init__(self, /, **config: Any) -> None:  # `self` as an option is refused, not a TypeError
         unknown = sorted(set(config) - set(self.options))
@@ -98,6 +116,18 @@ class Layer:
     def to_keras(self, seed: int | None = None) -> dict[str, Any]:
         """Arguments for the Keras layer class that computes exactly what this layer computes."""
         return dict(self.config)
+
+    @classmethod
+    def check_keras_keys(cls, config: dict[str, Any]) -> None:
+        """KerasMismatch naming the first key (and its value) of a Keras config this layer does not
+        compute: an option numnet lacks is refused, never ignored."""
+        read = {*cls.options, *cls.keras_keys}
+        for key, value in config.items():
+            if key in read or key in KERAS_HARMLESS_KEYS:
+                continue
+            if key in KERAS_OFF_VALUES and any(value == off for off in KERAS_OFF_VALUES[key]):
+                continue
+            raise KerasMismatch(f"{key}={value!r}")
 
     @classmethod
     def from_keras(cls, config: dict[str, Any]) -> dict[str, Any]:

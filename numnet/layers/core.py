@@ -88,6 +88,7 @@ class Dense(Layer):
     type = "Dense"
     options = {"units": None, "activation": None}
     weight_names = ("kernel", "bias")
+    keras_keys = ("use_bias",)
 
     def check_config(self):
         _check_positive(self, "units")
@@ -135,6 +136,7 @@ class Conv2D(Layer):
     type = "Conv2D"
     options = {"filters": None, "kernel_size": 3, "padding": "valid", "activation": None}
     weight_names = ("kernel", "bias")
+    keras_keys = ("strides", "dilation_rate", "groups", "use_bias")
 
     def check_config(self):
         k = self.config["kernel_size"]
@@ -206,9 +208,10 @@ class BatchNormalization(Layer):
     """Keras semantics: batch statistics (biased variance) in training, moving ones in inference."""
 
     type = "BatchNormalization"
-    options = {"momentum": 0.99, "epsilon": 1e-3}
+    options = {"momentum": 0.99, "epsilon": 1e-3, "axis": -1}
     weight_names = ("gamma", "beta", "moving_mean", "moving_variance")
     state_names = ("moving_mean", "moving_variance")
+    keras_keys = ("center", "scale")
 
     def check_config(self):
         for key in ("momentum", "epsilon"):
@@ -217,6 +220,15 @@ class BatchNormalization(Layer):
                 raise SpecError(f"BatchNormalization {key} must be a finite number, got {value!r}")
         if not 0 <= self.config["momentum"] <= 1 or not self.config["epsilon"] > 0:
             raise SpecError("BatchNormalization needs 0 <= momentum <= 1 and epsilon > 0")
+        if not is_integer(self.config["axis"]):
+            raise SpecError(f"BatchNormalization axis must be an integer, got {self.config['axis']!r}")
+
+    def compute_output_shape(self, input_shape):
+        # Keras counts the batch axis: the last axis of an (H, W, C) input is 3, or -1.
+        if self.config["axis"] not in (-1, len(input_shape)):
+            raise SpecError(f"BatchNormalization normalises the last axis only (-1 or {len(input_shape)} for input "
+                            f"{input_shape}), not axis {self.config['axis']}")  # fmt: skip
+        return input_shape
 
     def weight_shapes(self, input_shape):
         c = (input_shape[-1],)
@@ -256,15 +268,15 @@ class BatchNormalization(Layer):
     def from_keras(cls, config):
         axis = config.get("axis", -1)
         axis = axis[0] if isinstance(axis, list) and len(axis) == 1 else axis
-        require(axis in (-1, 3, 1), f"axis {axis}")
         require(config.get("center", True) and config.get("scale", True), "center/scale off")
         return {"type": cls.type, "momentum": float(config.get("momentum", cls.options["momentum"])),
-                "epsilon": float(config.get("epsilon", cls.options["epsilon"]))}  # fmt: skip
+                "epsilon": float(config.get("epsilon", cls.options["epsilon"])), "axis": axis}  # fmt: skip
 
 
 class MaxPooling2D(Layer):
     type = "MaxPooling2D"
     options = {"pool_size": 2}
+    keras_keys = ("strides", "padding")
 
     def check_config(self):
         if self.config["pool_size"] not in (2, [2, 2], (2, 2)):

@@ -18,7 +18,7 @@ from numnet import schedules, specs
 from numnet.engine.training import EpochProgress, ModelAPI
 from numnet.errors import BackendUnavailable
 from numnet.keras.bridge import import_keras, sequential
-from numnet.layers import check_spec
+from numnet.layers import check_spec, outputs_logits
 
 
 class KerasOptimizerState:
@@ -73,6 +73,7 @@ class KerasModel(ModelAPI):
         if strategy != "default" and backend != "tensorflow":
             raise BackendUnavailable(f"strategy {strategy!r} is for the tensorflow backend only")
         self.spec, layers = check_spec(spec)
+        self.outputs_logits = outputs_logits(layers)
         self.seed = seed
         self.dtype = np.dtype(dtype)
         self.input_shape = tuple(self.spec["input_shape"])

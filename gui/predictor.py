@@ -37,4 +37,4 @@ class Predictor:
         if model_input is None:
             return None, None
         with self.predicting:
-            return model_input, model.predict(model_input[None])[0]
+            return model_input, model.probabilities(model_input[None])[0]

@@ -355,3 +355,48 @@ def test_a_keras_2_13_file_with_weights_under_layer_checkpoint_dependencies_load
             archive.writestr(name, data)
     np.testing.assert_array_equal(numnet.load(tmp_path / "old.keras").predict(x_test[:20]),
                                   model.predict(x_test[:20]))  # fmt: skip
+
+
+LOGITS_MLP = {**numnet.specs.mlp(), "name": "logits",
+              "layers": [{"type": "Flatten"}, {"type": "Dense", "units": 128, "activation": "relu"},
+                         {"type": "Dense", "units": 10}]}  # fmt: skip
+
+
+def test_a_model_ending_in_logits_trains_as_keras_with_from_logits_and_predicts_logits(tmp_path, mnist_inputs):
+    """Dense(10) with no softmax, trained with from_logits=True (a common modern style): numnet's
+    predict returns what Keras returns (logits), its loss takes them as logits, and the apps show
+    probabilities (softmax of the logits)."""
+    (x_train, y_train), (x_test, _) = mnist_inputs
+    theirs = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Flatten(), keras.layers.Dense(128, "relu"),
+                               keras.layers.Dense(10)])  # fmt: skip
+    theirs.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    theirs.fit(x_train[:1000], y_train[:1000], epochs=1, batch_size=100, verbose=0)
+    theirs.save(tmp_path / "logits.keras")
+    ours = numnet.load(tmp_path / "logits.keras")
+    assert ours.outputs_logits and ours.spec["layers"][-1] == {"type": "Dense", "units": 10, "activation": None}
+    logits = theirs.predict(x_test[:50], verbose=0)
+    np.testing.assert_allclose(ours.predict(x_test[:50]), logits, atol=1e-4)
+    assert np.abs(logits).max() > 1 and not np.allclose(logits.sum(axis=1), 1)  # logits, not probabilities
+    probabilities = ours.probabilities(x_test[:50])
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1, atol=1e-5)
+    assert (probabilities.argmax(axis=1) == logits.argmax(axis=1)).all()
+    # the loss numnet trains with is Keras' from_logits loss on the same batch
+    expected = float(theirs.compute_loss(x=None, y=y_train[:200], y_pred=theirs(x_train[:200])))
+    assert ours.evaluate(x_train[:200], y_train[:200])["loss"] == pytest.approx(expected, rel=1e-4)
+    # and numnet writes the loss back as Keras reads it
+    ours.save(tmp_path / "again.keras")
+    again = keras.models.load_model(tmp_path / "again.keras")
+    assert again.loss.get_config()["from_logits"] is True
+
+
+def test_a_logits_spec_trains_on_every_engine_and_exports_probabilities_to_tfjs(mnist_inputs, tmp_path):
+    from numnet.formats.tfjs import topology
+    from numnet.layers import check_spec
+
+    (x_train, y_train), _ = mnist_inputs
+    for backend in ("numpy", "numba", "tensorflow"):
+        model = numnet.build(LOGITS_MLP, backend=backend, seed=0)
+        history = model.fit(x_train[:2000], y_train[:2000], epochs=2, batch_size=100, verbose=0)
+        assert history["loss"][1] < history["loss"][0] and history["accuracy"][1] > 0.8, backend
+    config, _ = topology(*check_spec(LOGITS_MLP))
+    assert config["config"]["layers"][-1]["config"]["activation"] == "softmax"

@@ -16,7 +16,7 @@ from numnet.engine.fusion import fuse
 from numnet.engine.optimizers import make_optimizer
 from numnet.engine.training import EpochProgress, ModelAPI
 from numnet.errors import TrainingDiverged
-from numnet.layers import Activation, Layer, check_spec, keras_names
+from numnet.layers import Activation, Layer, check_spec, keras_names, outputs_logits
 
 
 class Model(ModelAPI):
@@ -48,10 +48,13 @@ class Model(ModelAPI):
                 ops.append(act)
         self.output_shape = shape
         self.ops = fuse(ops)
+        self.outputs_logits = outputs_logits(self.layers)
+        # The fused loss takes logits: every op runs before it but a final softmax.
+        self.logit_ops = self.ops if self.outputs_logits else self.ops[:-1]
         # Backward stops at the first op with parameters: nothing before it wants a gradient.
         first = next((i for i, op in enumerate(self.ops) if op.params), 0)
         self.ops[first].needs_input_grad = False
-        self.backward_ops = self.ops[first:-1][::-1]
+        self.backward_ops = self.logit_ops[first:][::-1]
         self.num_classes = shape[0]
         self.optimizer = make_optimizer(self.spec["optimizer"], self.trainable_weights(), kernels)
         self.epochs_done = 0
@@ -61,8 +64,8 @@ class Model(ModelAPI):
         return [p for layer in self.layers for p in layer.params.values()]
 
     def _logits(self, x: Any, training: bool) -> Any:
-        """Runs every op but the final softmax: the fused loss wants logits."""
-        for op in self.ops[:-1]:
+        """Runs every op but a final softmax: the fused loss wants logits."""
+        for op in self.logit_ops:
             x = op.forward(x, training)
         return x
 

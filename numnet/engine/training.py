@@ -66,6 +66,7 @@ class ModelAPI:
     backend: str
     epochs_done: int
     stop_training: bool = False
+    outputs_logits: bool = False  # a spec ending without softmax: predict gives logits, as Keras does
     history: History | None = None
     learning_rate: float  # a property on each backend: callbacks read and set it
 
@@ -234,6 +235,14 @@ class ModelAPI:
         if bad.any():
             raise NumericalError(f"the output of {int(bad.sum())} sample(s) holds NaN or infinite values: {NOT_FINITE}")
         return outputs
+
+    def probabilities(self, x: np.ndarray, batch_size: int = 1000) -> np.ndarray:
+        """Class probabilities whatever the model outputs: `predict`, with softmax applied to logits."""
+        outputs = self.predict(x, batch_size)
+        if not self.outputs_logits:
+            return outputs
+        exp = np.exp(outputs - outputs.max(axis=1, keepdims=True))
+        return exp / exp.sum(axis=1, keepdims=True)
 
     def set_weights(self, weights: list[np.ndarray]) -> None:
         """Weights in Keras order and layout (as get_weights returns them), checked before any is set."""

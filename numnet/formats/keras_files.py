@@ -24,8 +24,15 @@ from numnet import specs
 from numnet.errors import ModelFileError, NumnetError
 from numnet.formats.npz import ZIP_ERRORS, member_info
 from numnet.io import atomic_write, require_readable
-from numnet.keras.mapping import LAYERS_MODULE, layer_entries, optimizer_config, optimizer_from_keras
-from numnet.layers import KERAS_CLASSES, KerasMismatch, Layer, check_spec, snake_case, weight_shapes
+from numnet.keras.mapping import (
+    LAYERS_MODULE,
+    layer_entries,
+    loss_config,
+    loss_from_keras,
+    optimizer_config,
+    optimizer_from_keras,
+)
+from numnet.layers import KERAS_CLASSES, KerasMismatch, Layer, check_spec, outputs_logits, snake_case, weight_shapes
 
 KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
 ZIP_SIGNATURE, HDF5_SIGNATURE = b"PK\x03\x04", b"\x89HDF\r\n\x1a\n"
@@ -156,7 +163,7 @@ class _Reader:
         if len(input_shape) == 2:  # a (28, 28) image input: numnet keeps the channel axis explicit
             input_shape = [*input_shape, 1]
         compiled = compile_config if isinstance(compile_config, dict) else {}
-        loss = compiled.get("loss")
+        loss = loss_from_keras(compiled.get("loss"))
         # .keras files name the optimizer `optimizer`, legacy .h5 files `optimizer_config`
         optimizer = optimizer_from_keras(compiled.get("optimizer") or compiled.get("optimizer_config"))
         config = model_config.get("config")
@@ -165,7 +172,7 @@ class _Reader:
             "name": name if isinstance(name, str) and specs.SAFE_NAME.fullmatch(name) else "keras_model",
             "input_shape": input_shape,
             "layers": layers,
-            "loss": loss if isinstance(loss, str) and loss in specs.LOSSES else "sparse_categorical_crossentropy",
+            "loss": loss or "sparse_categorical_crossentropy",
             "optimizer": optimizer or {"type": "adam"},
         }
         try:
@@ -441,8 +448,9 @@ def _write_keras_zip(spec, entries, per_layer, optimizer_state, learning_rate, f
     config["build_config"] = {"input_shape": [None, *spec["input_shape"]]}
     config["compile_config"] = {
         "optimizer": optimizer_config(spec["optimizer"]),
-        "loss": spec["loss"], "metrics": ["accuracy"], "loss_weights": None, "weighted_metrics": None,
-        "run_eagerly": False, "steps_per_execution": 1, "jit_compile": False,
+        "loss": loss_config(spec["loss"], outputs_logits([e["layer"] for e in entries])), "metrics": ["accuracy"],
+        "loss_weights": None,
+        "weighted_metrics": None, "run_eagerly": False, "steps_per_execution": 1, "jit_compile": False,
     }  # fmt: skip
     buffer = io.BytesIO()
     with h5py.File(buffer, "w") as h5:
@@ -475,7 +483,8 @@ def _write_legacy_h5(spec, entries, per_layer, f) -> None:
     training config as JSON attributes, each layer's weights under model_weights/<layer>/."""
     h5py = _h5py()
     optimizer = optimizer_config(spec["optimizer"])
-    training = {"loss": spec["loss"], "metrics": ["accuracy"], "loss_weights": None, "weighted_metrics": None,
+    loss = loss_config(spec["loss"], outputs_logits([e["layer"] for e in entries]))
+    training = {"loss": loss, "metrics": ["accuracy"], "loss_weights": None, "weighted_metrics": None,
                 "optimizer_config": {key: optimizer[key] for key in ("class_name", "config")}}  # fmt: skip
     with h5py.File(f, "w") as h5:
         h5.attrs["backend"] = "tensorflow"

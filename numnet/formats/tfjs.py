@@ -17,7 +17,7 @@ from numnet import specs
 from numnet.errors import ModelFileError
 from numnet.io import atomic_write, write_json
 from numnet.keras.mapping import layer_entries
-from numnet.layers import Layer, check_spec
+from numnet.layers import Layer, check_spec, outputs_logits
 
 WEIGHTS_FILE = "group1-shard1of1.bin"
 
@@ -35,6 +35,9 @@ def topology(spec: specs.Spec, layers: list[Layer]) -> tuple[dict[str, Any], lis
             config["batch_input_shape"] = [None, *spec["input_shape"]]
         configs.append({"class_name": entry["class_name"], "config": config})
         manifest += [(f"{name}/{weight}", shape) for weight, shape in layer.weight_shapes(layer.input_shape).items()]
+    if outputs_logits(layers):  # the page shows probabilities: a model ending in logits gets its softmax here
+        softmax = {"name": "probabilities", "trainable": True, "dtype": "float32", "activation": "softmax"}
+        configs.append({"class_name": "Activation", "config": softmax})
     model_config = {"class_name": "Sequential", "config": {"name": spec["name"], "layers": configs}}
     return model_config, manifest
 

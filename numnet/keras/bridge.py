@@ -15,8 +15,8 @@ from typing import Any
 from numnet import specs
 from numnet.errors import BackendUnavailable
 from numnet.keras import KERAS_FRAMEWORKS
-from numnet.keras.mapping import optimizer_config
-from numnet.layers import Layer, check_spec
+from numnet.keras.mapping import loss_config, optimizer_config
+from numnet.layers import Layer, check_spec, outputs_logits
 
 
 def import_keras(backend: str = "tensorflow"):
@@ -63,6 +63,8 @@ def sequential(spec: specs.Spec, layers: list[Layer], seed: int = 0, backend: st
                     for i, layer in enumerate(layers)]  # fmt: skip
     model = keras.Sequential([keras.Input(tuple(spec["input_shape"])), *keras_layers], name=spec["name"])
     optimizer = keras.optimizers.deserialize(optimizer_config(spec["optimizer"]))
-    model.compile(optimizer=optimizer, loss=spec["loss"], metrics=["accuracy"])
+    loss = loss_config(spec["loss"], outputs_logits(layers))
+    model.compile(optimizer=optimizer, loss=loss if isinstance(loss, str) else keras.losses.deserialize(loss),
+                  metrics=["accuracy"])  # fmt: skip
     optimizer.build(model.trainable_variables)
     return model

@@ -30,6 +30,26 @@ def layer_entries(layers: list[Layer]) -> list[dict[str, Any]]:
     ]  # fmt: skip
 
 
+def loss_config(loss: str, from_logits: bool) -> str | dict[str, Any]:
+    """A spec's loss as Keras compiles and serializes it: its name, or for a model ending in logits
+    the loss class with `from_logits=True` (what `keras.losses.deserialize` builds)."""
+    if not from_logits:
+        return loss
+    class_name = "".join(part.capitalize() for part in loss.split("_"))  # SparseCategoricalCrossentropy
+    return {"module": "keras.losses", "class_name": class_name, "registered_name": None,
+            "config": {"name": loss, "reduction": "sum_over_batch_size", "from_logits": True}}  # fmt: skip
+
+
+def loss_from_keras(config: Any) -> str | None:
+    """A Keras file's loss (a name, or a serialized loss class) as a spec's loss name, or None."""
+    if isinstance(config, str):
+        return config if config in specs.LOSSES else None
+    if isinstance(config, dict) and isinstance(config.get("class_name"), str):
+        return next((loss for loss in specs.LOSSES if loss_config(loss, True)["class_name"] == config["class_name"]),
+                    None)  # fmt: skip
+    return None
+
+
 def optimizer_config(optimizer: dict[str, Any]) -> dict[str, Any]:
     """A validated spec's optimizer as Keras serializes one (a schedule nested as Keras nests it):
     what `keras.optimizers.deserialize` builds and what Keras files carry."""

@@ -100,11 +100,18 @@ def check_spec(spec: Any) -> tuple[specs.Spec, list[Layer]]:
                 f"(numnet allows {MAX_ACTIVATIONS_PER_SAMPLE:,})"
             )
         layer.input_shape, layer.output_shape = input_shape, shape
-    last = layers[-1]
-    ends_in_softmax = last.config.get("activation") == "softmax"
-    if not ends_in_softmax or len(shape) != 1:
-        raise SpecError("the last layer must output class probabilities: end the spec with softmax")
+    if len(shape) != 1 or shape[0] < 2:
+        raise SpecError(
+            f"the last layer must output one score per class (a flat output of 2 or more), not {shape}: "
+            "end the spec with Dense(classes), with softmax for probabilities or without for logits"
+        )
     return spec, layers
+
+
+def outputs_logits(layers: list[Layer]) -> bool:
+    """Whether a model of these layers ends without softmax: it outputs logits, as a Keras model
+    trained with `from_logits=True` does, and its loss takes them as such."""
+    return layers[-1].config.get("activation") != "softmax"
 
 
 def weight_shapes(layers: list[Layer], trainable_only: bool = False) -> list[Shape]:

@@ -88,6 +88,12 @@ class Kernels(Protocol):
 
     def relu_backward(self, y: Array, dy: Array) -> Array: ...
 
+    def activation_forward(self, x: Array, name: str) -> Array:
+        """Keras' activation `name`: sigmoid, tanh, elu, leaky_relu, softplus or gelu."""
+
+    def activation_backward(self, x: Array, y: Array, dy: Array, name: str) -> Array:
+        """Its gradient, from the input x and the output y."""
+
     def softmax(self, logits: Array) -> Array: ...
 
     def softmax_backward(self, probs: Array, dy: Array) -> Array: ...

@@ -60,6 +60,8 @@ MEMORY_REUSE = keep_freed_memory_for_reuse()
 
 # Small or rarely-called pieces gain nothing from compilation: share the reference versions.
 from numnet.backends.numpy_kernels import (  # noqa: E402, F401  (part of this module's interface)
+    activation_backward,
+    activation_forward,
     asarray,
     assign,
     batchnorm_scale_shift,

@@ -6,6 +6,8 @@ conv kernels are (kh, kw, cin, cout), dense kernels are (in, out).
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
@@ -157,6 +159,47 @@ def relu_forward(x: np.ndarray) -> np.ndarray:
 def relu_backward(y: np.ndarray, dy: np.ndarray) -> np.ndarray:
     # y is the ReLU output: positive exactly where the input was.
     return dy * (y > 0)
+
+
+_erf = np.frompyfunc(math.erf, 1, 1)
+# Keras' constants as Keras computes with them, float32 even for float64 data (as it does Adam's betas).
+LEAKY_SLOPE = float(np.float32(0.2))
+INV_SQRT2 = float(np.float32(1 / math.sqrt(2)))
+
+
+def activation_forward(x: np.ndarray, name: str) -> np.ndarray:
+    """Keras' sigmoid, tanh, elu (alpha 1), leaky_relu (negative slope 0.2), softplus and gelu (exact)."""
+    if name == "sigmoid":
+        return 1 / (1 + np.exp(-x))
+    if name == "tanh":
+        return np.tanh(x)
+    if name == "elu":
+        return np.where(x > 0, x, np.expm1(np.minimum(x, 0)))
+    if name == "leaky_relu":
+        return np.where(x > 0, x, x * x.dtype.type(LEAKY_SLOPE))
+    if name == "softplus":
+        return np.logaddexp(x.dtype.type(0), x)
+    if name == "gelu":
+        return (0.5 * x * (1 + _erf(x * INV_SQRT2).astype(x.dtype))).astype(x.dtype)
+    raise ValueError(f"no activation {name!r}")
+
+
+def activation_backward(x: np.ndarray, y: np.ndarray, dy: np.ndarray, name: str) -> np.ndarray:
+    """The gradient of `activation_forward` with respect to x, from its input x and output y."""
+    if name == "sigmoid":
+        return dy * y * (1 - y)
+    if name == "tanh":
+        return dy * (1 - y * y)
+    if name == "elu":
+        return dy * np.where(x > 0, 1, y + 1)
+    if name == "leaky_relu":
+        return dy * np.where(x > 0, x.dtype.type(1), x.dtype.type(LEAKY_SLOPE))
+    if name == "softplus":
+        return dy / (1 + np.exp(-x))
+    if name == "gelu":
+        cdf = 0.5 * (1 + _erf(x * INV_SQRT2).astype(x.dtype))
+        return dy * (cdf + x * np.exp(-0.5 * x * x) / math.sqrt(2 * math.pi))
+    raise ValueError(f"no activation {name!r}")
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:

@@ -26,6 +26,10 @@ LAYER_CASES = [
     ({"type": "Flatten"}, (2, 3, 3, 2)),
     ({"type": "Activation", "activation": "relu"}, (4, 6)),
     ({"type": "Activation", "activation": "softmax"}, (4, 6)),
+    *[({"type": "Activation", "activation": name}, (4, 6))
+      for name in ("sigmoid", "tanh", "elu", "leaky_relu", "softplus", "gelu")],
+    ({"type": "ReLU"}, (2, 3, 3, 2)),
+    ({"type": "Softmax"}, (4, 6)),
     ({"type": "RandomRotation", "factor": 0.1, "fill_mode": "constant"}, (3, 9, 8, 2)),
     ({"type": "RandomRotation", "factor": 0.2, "fill_mode": "reflect"}, (3, 9, 8, 2)),
     ({"type": "RandomTranslation", "height_factor": 0.2, "width_factor": [-0.1, 0.3], "fill_mode": "constant"},

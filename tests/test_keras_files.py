@@ -92,7 +92,7 @@ def test_loaded_keras_file_has_the_seed_structure(keras_files):
         (L.LSTM(4), "is a LSTM, which numnet does not have"),
         (L.Lambda(lambda x: x * 2), "is a Lambda, which numnet does not have"),  # its code is never run
         (L.Conv2D(4, 3, strides=2), "strides other than 1"),
-        (L.Conv2D(4, 3, activation="tanh"), "activation 'tanh'"),
+        (L.Conv2D(4, 3, activation="selu"), "activation 'selu'"),
     ],
 )
 def test_layers_numnet_lacks_are_refused_by_name(layer, message, tmp_path):
@@ -400,3 +400,18 @@ def test_a_logits_spec_trains_on_every_engine_and_exports_probabilities_to_tfjs(
         assert history["loss"][1] < history["loss"][0] and history["accuracy"][1] > 0.8, backend
     config, _ = topology(*check_spec(LOGITS_MLP))
     assert config["config"]["layers"][-1]["config"]["activation"] == "softmax"
+
+
+@pytest.mark.parametrize("suffix", [".keras", ".h5"])
+def test_keras_activations_and_relu_softmax_layers_load_and_match_keras(tmp_path, mnist_inputs, suffix):
+    """Activations tutorials use (sigmoid, tanh, elu, leaky_relu, softplus, gelu), and ReLU/Softmax
+    written as layers after a Dense with no activation."""
+    (_, _), (x_test, _) = mnist_inputs
+    L = keras.layers
+    hidden = [L.Dense(32, activation=name) for name in ("sigmoid", "tanh", "elu", "leaky_relu", "softplus", "gelu")]
+    model = keras.Sequential([keras.Input((28, 28, 1)), L.Flatten(), *hidden, L.Dense(32), L.ReLU(), L.Dense(10),
+                              L.Softmax()])  # fmt: skip
+    model.save(tmp_path / f"acts{suffix}")
+    ours = numnet.load(tmp_path / f"acts{suffix}")
+    assert not ours.outputs_logits and ours.spec["layers"][-1] == {"type": "Softmax", "axis": -1}
+    np.testing.assert_allclose(ours.predict(x_test[:50]), model.predict(x_test[:50], verbose=0), atol=1e-5)

@@ -104,7 +104,7 @@ COVERED = {"dense_forward", "dense_backward", "conv2d_forward", "conv2d_backward
            "softmax_backward", "softmax_cross_entropy", "dropout_mask", "warp",
            "warp_backward", "stroke_width", "stroke_width_backward", "contrast",
            "contrast_backward", "bend", "bend_backward", "batchnorm_scale_shift", "copy", "assign",
-           "reshape"}  # fmt: skip
+           "reshape", "activation_forward", "activation_backward"}  # fmt: skip
 
 
 def close(actual, expected, rtol=RTOL, atol=ATOL):
@@ -275,6 +275,13 @@ def test_bend_and_its_gradient(kernels, x4, rng, interpolation):
     assert not np.allclose(expected_y[images], np.clip(x4[images], -1.0, 1.5))
     close(kernels.bend_backward(x4, images, displacement, "reflect", interpolation, inside),
           ref.bend_backward(x4, images, displacement, "reflect", interpolation, expected_inside))  # fmt: skip
+
+
+@pytest.mark.parametrize("name", ["sigmoid", "tanh", "elu", "leaky_relu", "softplus", "gelu"])
+def test_activations_and_their_gradients(kernels, x4, name):
+    y = kernels.activation_forward(x4, name)
+    close(y, ref.activation_forward(x4, name))
+    close(kernels.activation_backward(x4, y, x4, name), ref.activation_backward(x4, y, x4, name))
 
 
 def test_stroke_width_and_its_gradient_match_exactly_including_ties(kernels, x4, rng):

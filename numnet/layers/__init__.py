@@ -111,7 +111,8 @@ def check_spec(spec: Any) -> tuple[specs.Spec, list[Layer]]:
 def outputs_logits(layers: list[Layer]) -> bool:
     """Whether a model of these layers ends without softmax: it outputs logits, as a Keras model
     trained with `from_logits=True` does, and its loss takes them as such."""
-    return layers[-1].config.get("activation") != "softmax"
+    last = layers[-1]
+    return not (last.config.get("activation") == "softmax" or last.type == "Softmax")
 
 
 def weight_shapes(layers: list[Layer], trainable_only: bool = False) -> list[Shape]:

@@ -17,7 +17,7 @@ from numnet.errors import SpecError
 from numnet.layers.base import KerasMismatch, Layer, Shape, pair, require
 from numnet.settings import is_finite_number, is_integer, is_number
 
-ACTIVATIONS = ("relu", "softmax", "linear")
+ACTIVATIONS = ("relu", "softmax", "linear", "sigmoid", "tanh", "elu", "leaky_relu", "softplus", "gelu")
 
 
 def glorot_uniform(rng: np.random.Generator, shape: Shape, fan_in: int, fan_out: int, dtype) -> np.ndarray:
@@ -61,8 +61,10 @@ class Activation(Layer):
             self.y = k.relu_forward(x)
         elif self.name == "softmax":
             self.y = k.softmax(x)
-        else:
+        elif self.name == "linear":
             self.y = x
+        else:
+            self.x, self.y = x, k.activation_forward(x, self.name)  # their gradients read the input too
         return self.y
 
     def backward(self, dy):
@@ -71,11 +73,52 @@ class Activation(Layer):
             return k.relu_backward(self.y, dy)
         if self.name == "softmax":
             return k.softmax_backward(self.y, dy)
-        return dy
+        if self.name == "linear":
+            return dy
+        return k.activation_backward(self.x, self.y, dy, self.name)
 
     @classmethod
     def from_keras(cls, config):
         return {"type": cls.type, "activation": keras_activation(config.get("activation"))}
+
+
+class ReLU(Activation):
+    """Keras' ReLU layer at its defaults (no cap, no slope, no threshold): the relu activation."""
+
+    type = "ReLU"
+    options = {}
+    keras_keys = ("max_value", "negative_slope", "threshold")
+
+    def check_config(self):
+        self.name = "relu"
+
+    def to_keras(self, seed=None):
+        return {}
+
+    @classmethod
+    def from_keras(cls, config):
+        require(config.get("max_value") is None, f"max_value={config.get('max_value')!r}")
+        require(config.get("negative_slope", 0.0) == 0 and config.get("threshold", 0.0) == 0,
+                "a ReLU with a negative slope or a threshold")  # fmt: skip
+        return {"type": cls.type}
+
+
+class Softmax(Activation):
+    """Keras' Softmax layer over the last axis: the softmax activation."""
+
+    type = "Softmax"
+    options = {"axis": -1}
+
+    def check_config(self):
+        if self.config["axis"] != -1:
+            raise SpecError(f"Softmax takes the last axis only (-1), got {self.config['axis']!r}")
+        self.name = "softmax"
+
+    @classmethod
+    def from_keras(cls, config):
+        axis = config.get("axis", -1)
+        require(axis in (-1, [-1]), f"axis={axis!r}")
+        return {"type": cls.type, "axis": -1}
 
 
 def _check_positive(layer: Layer, key: str) -> None:
@@ -357,4 +400,4 @@ class Flatten(Layer):
         return self.kernels.reshape(dy, self.x_shape)
 
 
-CORE_LAYERS = (Dense, Conv2D, BatchNormalization, MaxPooling2D, Dropout, Flatten, Activation)
+CORE_LAYERS = (Dense, Conv2D, BatchNormalization, MaxPooling2D, Dropout, Flatten, Activation, ReLU, Softmax)

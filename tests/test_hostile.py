@@ -459,7 +459,9 @@ def keras_file_with_config(tmp_path, change):
     ids=["layers-a-string", "layer-config-a-number", "class-name-a-list", "model-config-a-list"],
 )  # fmt: skip
 def test_keras_configs_of_the_wrong_shape_are_refused_by_name(tmp_path, change):
-    with pytest.raises(numnet.errors.ModelFileError, match="does not hold its layers as a list, each with a class name and a config"):
+    with pytest.raises(
+        numnet.errors.ModelFileError, match="does not hold its layers as a list, each with a class name and a config"
+    ):
         numnet.load(keras_file_with_config(tmp_path, change))
 
 

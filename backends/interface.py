@@ -66,6 +66,11 @@ class Kernels(Protocol):
 
     def maxpool2d_backward(self, dy: Array, argmax: Array, x_shape: tuple) -> Array: ...
 
+    def global_average_pool(self, x: Array) -> Array:
+        """(N, H, W, C) -> (N, C): each channel's mean over the image (summed in float64)."""
+
+    def global_average_pool_backward(self, dy: Array, x_shape: tuple) -> Array: ...
+
     def channel_moments(self, x: Array) -> tuple[Array, Array]:
         """Mean and biased variance over every axis but the last."""
 

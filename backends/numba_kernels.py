@@ -69,6 +69,8 @@ from numnet.backends.numpy_kernels import (  # noqa: E402, F401  (part of this m
     contrast_backward,
     copy,
     count_correct,
+    global_average_pool,
+    global_average_pool_backward,
     inverse_std,
     moving_average,
     one_hot,

@@ -202,6 +202,15 @@ def activation_backward(x: np.ndarray, y: np.ndarray, dy: np.ndarray, name: str)
     raise ValueError(f"no activation {name!r}")
 
 
+def global_average_pool(x: np.ndarray) -> np.ndarray:
+    return x.mean(axis=(1, 2), dtype=np.float64).astype(x.dtype)
+
+
+def global_average_pool_backward(dy: np.ndarray, x_shape: tuple) -> np.ndarray:
+    n, h, w, c = x_shape
+    return np.broadcast_to((dy / (h * w))[:, None, None, :], x_shape).astype(dy.dtype)
+
+
 def softmax(logits: np.ndarray) -> np.ndarray:
     shifted = logits - logits.max(axis=-1, keepdims=True)
     e = np.exp(shifted)

@@ -29,6 +29,8 @@ LAYER_CASES = [
     *[({"type": "Activation", "activation": name}, (4, 6))
       for name in ("sigmoid", "tanh", "elu", "leaky_relu", "softplus", "gelu")],
     ({"type": "ReLU"}, (2, 3, 3, 2)),
+    ({"type": "Reshape", "target_shape": [3, -1]}, (2, 3, 4, 2)),
+    ({"type": "GlobalAveragePooling2D"}, (2, 4, 5, 3)),
     ({"type": "Softmax"}, (4, 6)),
     ({"type": "RandomRotation", "factor": 0.1, "fill_mode": "constant"}, (3, 9, 8, 2)),
     ({"type": "RandomRotation", "factor": 0.2, "fill_mode": "reflect"}, (3, 9, 8, 2)),

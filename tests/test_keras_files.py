@@ -415,3 +415,14 @@ def test_keras_activations_and_relu_softmax_layers_load_and_match_keras(tmp_path
     ours = numnet.load(tmp_path / f"acts{suffix}")
     assert not ours.outputs_logits and ours.spec["layers"][-1] == {"type": "Softmax", "axis": -1}
     np.testing.assert_allclose(ours.predict(x_test[:50]), model.predict(x_test[:50], verbose=0), atol=1e-5)
+
+
+def test_reshape_and_global_average_pooling_load_and_match_keras(tmp_path, mnist_inputs):
+    (_, _), (x_test, _) = mnist_inputs
+    L = keras.layers
+    model = keras.Sequential([keras.Input((28, 28, 1)), L.Reshape((28, 28, 1)), L.Conv2D(8, 3, activation="relu"),
+                              L.GlobalAveragePooling2D(), L.Dense(10, activation="softmax")])  # fmt: skip
+    model.save(tmp_path / "gap.keras")
+    ours = numnet.load(tmp_path / "gap.keras")
+    assert [layer["type"] for layer in ours.spec["layers"]] == ["Reshape", "Conv2D", "GlobalAveragePooling2D", "Dense"]
+    np.testing.assert_allclose(ours.predict(x_test[:50]), model.predict(x_test[:50], verbose=0), atol=1e-5)

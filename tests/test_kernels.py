@@ -104,7 +104,8 @@ COVERED = {"dense_forward", "dense_backward", "conv2d_forward", "conv2d_backward
            "softmax_backward", "softmax_cross_entropy", "dropout_mask", "warp",
            "warp_backward", "stroke_width", "stroke_width_backward", "contrast",
            "contrast_backward", "bend", "bend_backward", "batchnorm_scale_shift", "copy", "assign",
-           "reshape", "activation_forward", "activation_backward"}  # fmt: skip
+           "reshape", "activation_forward", "activation_backward", "global_average_pool",
+           "global_average_pool_backward"}  # fmt: skip
 
 
 def close(actual, expected, rtol=RTOL, atol=ATOL):
@@ -282,6 +283,12 @@ def test_activations_and_their_gradients(kernels, x4, name):
     y = kernels.activation_forward(x4, name)
     close(y, ref.activation_forward(x4, name))
     close(kernels.activation_backward(x4, y, x4, name), ref.activation_backward(x4, y, x4, name))
+
+
+def test_global_average_pool_and_its_gradient(kernels, x4):
+    close(kernels.global_average_pool(x4), x4.mean(axis=(1, 2)))
+    dy = x4[:, 0, 0, :]
+    close(kernels.global_average_pool_backward(dy, x4.shape), ref.global_average_pool_backward(dy, x4.shape))
 
 
 def test_stroke_width_and_its_gradient_match_exactly_including_ties(kernels, x4, rng):

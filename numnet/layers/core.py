@@ -400,4 +400,64 @@ class Flatten(Layer):
         return self.kernels.reshape(dy, self.x_shape)
 
 
-CORE_LAYERS = (Dense, Conv2D, BatchNormalization, MaxPooling2D, Dropout, Flatten, Activation, ReLU, Softmax)
+class Reshape(Layer):
+    """Keras' Reshape: each sample's values in `target_shape` (one entry may be -1: whatever is left)."""
+
+    type = "Reshape"
+    options = {"target_shape": None}
+
+    def check_config(self):
+        target = self.config["target_shape"]
+        if (not isinstance(target, list | tuple) or not target or not all(is_integer(d) and (d > 0 or d == -1)
+                                                                           for d in target)
+                or list(target).count(-1) > 1):  # fmt: skip
+            raise SpecError(f"Reshape target_shape must be a list of positive integers (one may be -1), got {target!r}")
+        self.config["target_shape"] = [int(d) for d in target]
+
+    def compute_output_shape(self, input_shape):
+        total, target = int(np.prod(input_shape)), self.config["target_shape"]
+        known = int(np.prod([d for d in target if d != -1]))
+        shape = tuple(total // known if d == -1 else d for d in target)
+        if int(np.prod(shape)) != total:
+            raise SpecError(f"Reshape cannot make {input_shape} ({total} values) into {tuple(target)}")
+        return shape
+
+    def forward(self, x, training):
+        self.x_shape = x.shape
+        return self.kernels.reshape(x, (x.shape[0], *self.output_shape))
+
+    def backward(self, dy):
+        return self.kernels.reshape(dy, self.x_shape)
+
+    @classmethod
+    def from_keras(cls, config):
+        return {"type": cls.type, "target_shape": list(config["target_shape"])}
+
+
+class GlobalAveragePooling2D(Layer):
+    """Keras' GlobalAveragePooling2D: each channel's mean over the image, (H, W, C) -> (C,)."""
+
+    type = "GlobalAveragePooling2D"
+    options = {}
+    keras_keys = ("keepdims",)
+
+    def compute_output_shape(self, input_shape):
+        if len(input_shape) != 3:
+            raise SpecError(f"GlobalAveragePooling2D needs (height, width, channels) input, got {input_shape}")
+        return (input_shape[2],)
+
+    def forward(self, x, training):
+        self.x_shape = x.shape
+        return self.kernels.global_average_pool(x)
+
+    def backward(self, dy):
+        return self.kernels.global_average_pool_backward(dy, self.x_shape)
+
+    @classmethod
+    def from_keras(cls, config):
+        require(not config.get("keepdims", False), "keepdims=True")
+        return {"type": cls.type}
+
+
+CORE_LAYERS = (Dense, Conv2D, BatchNormalization, MaxPooling2D, Dropout, Flatten, Activation, ReLU, Softmax, Reshape,
+               GlobalAveragePooling2D)  # fmt: skip

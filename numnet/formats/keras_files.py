@@ -16,7 +16,7 @@ import json
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -321,29 +321,31 @@ def read_keras_file(path: str | Path) -> KerasFile:
     """
     path = Path(path)
     require_readable(path, "Keras file", ModelFileError)
-    with open(path, "rb") as f:
+    with open(path, "rb") as f:  # opened once: the content chooses the reader, which reads this same file
         head = f.read(len(LFS_POINTER))
-    if head.startswith(LFS_POINTER):
-        raise ModelFileError(f"Keras file '{path}' is a Git LFS pointer ({path.stat().st_size} bytes), not the model "
-                             "itself: fetch it with `git lfs pull` in its repository")  # fmt: skip
-    if head.startswith(ZIP_SIGNATURE):  # by content, whatever the name says
-        read = _read_keras_zip
-    elif head.startswith(HDF5_SIGNATURE):
-        read = _read_legacy_h5
-    else:
-        raise ModelFileError(f"Keras file '{path}' is neither a .keras archive (zip) nor an HDF5 file "
-                             f"(it starts with {head[:8]!r}); re-save it from Keras")  # fmt: skip
-    try:
-        return read(path, _Reader(path))
-    except NumnetError:
-        raise
-    except (*ZIP_ERRORS, KeyError) as error:
-        raise ModelFileError(f"Keras file '{path}' is truncated or corrupt ({error})") from None
+        f.seek(0)
+        if head.startswith(LFS_POINTER):
+            raise ModelFileError(f"Keras file '{path}' is a Git LFS pointer ({path.stat().st_size} bytes), not the "
+                                 "model itself: fetch it with `git lfs pull` in its repository")  # fmt: skip
+        if head.startswith(ZIP_SIGNATURE):  # by content, whatever the name says
+            read = _read_keras_zip
+        elif head.startswith(HDF5_SIGNATURE):
+            read = _read_legacy_h5
+        else:
+            raise ModelFileError(f"Keras file '{path}' is neither a .keras archive (zip) nor an HDF5 file "
+                                 f"(it starts with {head[:8]!r}); re-save it from Keras")  # fmt: skip
+        try:
+            return read(f, _Reader(path))
+        except NumnetError:
+            raise
+        except (*ZIP_ERRORS, KeyError) as error:
+            raise ModelFileError(f"Keras file '{path}' is truncated or corrupt ({error})") from None
 
 
-def _read_keras_zip(path: Path, reader: _Reader) -> KerasFile:
+def _read_keras_zip(file: BinaryIO, reader: _Reader) -> KerasFile:
     """Keras 3's `.keras`: a zip of config.json and model.weights.h5 (layers/<name>/vars/<i>)."""
-    with zipfile.ZipFile(path) as archive:
+    path = reader.path
+    with zipfile.ZipFile(file) as archive:
         config = _json(_member(archive, "config.json", MAX_CONFIG_BYTES, path), path, "config.json")
         spec, layers, weight_paths = reader.spec(config, config.get("compile_config"))
         shapes = weight_shapes(layers)
@@ -378,9 +380,10 @@ def _optimizer_variables(h5: Any, spec: specs.Spec, layers: list[Layer], path: P
     return [values[0], *values[2:]], float(values[1])
 
 
-def _read_legacy_h5(path: Path, reader: _Reader) -> KerasFile:
+def _read_legacy_h5(file: BinaryIO, reader: _Reader) -> KerasFile:
     """The legacy HDF5 file: the config as attributes, model_weights/<layer>/<weight names>."""
-    with _h5py().File(path, "r") as h5:
+    path = reader.path
+    with _h5py().File(file, "r") as h5:
         config = _attribute_json(h5, "model_config", path)
         if config is None:
             raise reader.fail("it holds weights only (no model_config); save the whole model")

@@ -19,6 +19,17 @@ FILL_MODES = ("constant", "nearest", "reflect", "wrap")
 INTERPOLATIONS = ("bilinear", "nearest")
 
 
+def window(size: int, k: int, stride: int, padding: str) -> tuple[int, int, int]:
+    """Keras' sliding windows along one axis (convolution and pooling alike): the output size and
+    the padding before and after. 'same' gives ceil(size / stride) outputs, the odd extra row or
+    column of padding after, not before."""
+    if padding == "valid":
+        return (size - k) // stride + 1, 0, 0
+    out = -(-size // stride)
+    total = max((out - 1) * stride + k - size, 0)
+    return out, total // 2, total - total // 2
+
+
 @runtime_checkable
 class Kernels(Protocol):
     NAME: str
@@ -53,18 +64,32 @@ class Kernels(Protocol):
 
     def dense_backward(self, x: Array, kernel: Array, dy: Array, need_dx: bool = True) -> tuple: ...
 
-    def conv2d_forward(self, x: Array, kernel: Array, bias: Array, padding: str) -> tuple[Array, Any]:
-        """Stride 1, 'valid' or 'same'; returns y and a cache the backward pass takes back."""
+    def conv2d_forward(self, x: Array, kernel: Array, bias: Array, padding: str, strides: int = 1) -> tuple[Array, Any]:
+        """'valid' or 'same' (see `window`), the same stride both ways; returns y and a cache the
+        backward pass takes back."""
 
     def conv2d_backward(
-        self, x: Array, kernel: Array, dy: Array, padding: str, cache: Any, need_dx: bool = True
+        self, x: Array, kernel: Array, dy: Array, padding: str, cache: Any, need_dx: bool = True, strides: int = 1
     ) -> tuple: ...
 
     # -- pooling, batch norm, activations, dropout --------------------------------------------
-    def maxpool2d_forward(self, x: Array) -> tuple[Array, Array]:
-        """2x2, stride 2: y and each window's winner (0..3, row-major, ties to the first)."""
+    def maxpool2d_forward(
+        self, x: Array, pool_size: tuple[int, int] = (2, 2), strides: tuple[int, int] = (2, 2), padding: str = "valid"
+    ) -> tuple[Array, Array]:
+        """y and each window's winner (its place in the window, row-major, ties to the first);
+        'same' windows leave the padding out."""
 
-    def maxpool2d_backward(self, dy: Array, argmax: Array, x_shape: tuple) -> Array: ...
+    def maxpool2d_backward(
+        self, dy: Array, argmax: Array, x_shape: tuple, pool_size: tuple[int, int] = (2, 2),
+        strides: tuple[int, int] = (2, 2), padding: str = "valid",
+    ) -> Array: ...  # fmt: skip
+
+    def avgpool2d_forward(self, x: Array, pool_size: tuple[int, int], strides: tuple[int, int], padding: str) -> Array:
+        """Each window's mean; a 'same' window divides by the pixels inside the image only, as Keras."""
+
+    def avgpool2d_backward(
+        self, dy: Array, x_shape: tuple, pool_size: tuple[int, int], strides: tuple[int, int], padding: str
+    ) -> Array: ...
 
     def global_average_pool(self, x: Array) -> Array:
         """(N, H, W, C) -> (N, C): each channel's mean over the image (summed in float64)."""

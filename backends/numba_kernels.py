@@ -23,7 +23,7 @@ import numpy as np
 from numba import njit, prange
 
 from numnet.backends import numpy_kernels
-from numnet.backends.interface import FILL_MODES
+from numnet.backends.interface import FILL_MODES, window
 from numnet.machine import core_count
 from numnet.threads import use_threads
 
@@ -76,7 +76,6 @@ from numnet.backends.numpy_kernels import (  # noqa: E402, F401  (part of this m
     one_hot,
     ones,
     reshape,
-    same_padding,
     sgd_update,
     softmax,
     softmax_backward,
@@ -156,7 +155,7 @@ def dense_backward(x, kernel, dy, need_dx=True):
 
 # -- convolution ----------------------------------------------------------------------------------
 @jit
-def _im2col(x, kh, kw, ho, wo):
+def _im2col(x, kh, kw, ho, wo, stride):
     """Rows (n, y, x), columns (i, j, c) for a 'valid' window; x: (N, H, W, C).
 
     For each output pixel and kernel row i, the kw*C inputs it needs are contiguous in NHWC,
@@ -170,24 +169,25 @@ def _im2col(x, kh, kw, ho, wo):
         for oy in range(ho):
             for ox in range(wo):
                 row = (b * ho + oy) * wo + ox
+                at = ox * stride * c
                 for i in range(kh):
-                    cols[row, i * run : (i + 1) * run] = flat[b, oy + i, ox * c : ox * c + run]
+                    cols[row, i * run : (i + 1) * run] = flat[b, oy * stride + i, at : at + run]
     return cols
 
 
 @jit
-def _col2im(dcols, n, h, w, c, kh, kw, top, left, ho, wo):
+def _col2im(dcols, n, h, w, c, kh, kw, top, left, ho, wo, stride):
     dx = np.zeros((n, h, w, c), dtype=dcols.dtype)
     for b in prange(n):  # each sample is independent, so no two threads write the same element
         for oy in range(ho):
             for ox in range(wo):
                 row = (b * ho + oy) * wo + ox
                 for i in range(kh):
-                    iy = oy + i - top
+                    iy = oy * stride + i - top
                     if iy < 0 or iy >= h:
                         continue
                     for j in range(kw):
-                        ix = ox + j - left
+                        ix = ox * stride + j - left
                         if ix < 0 or ix >= w:
                             continue
                         base = (i * kw + j) * c
@@ -196,13 +196,10 @@ def _col2im(dcols, n, h, w, c, kh, kw, top, left, ho, wo):
     return dx
 
 
-def _geometry(x_shape, kernel_shape, padding):
-    kh, kw = kernel_shape[:2]
-    _, h, w, _ = x_shape
-    if padding == "same":
-        (top, _), (left, _) = same_padding(kh), same_padding(kw)
-        return top, left, h, w
-    return 0, 0, h - kh + 1, w - kw + 1
+def _geometry(x_shape, kernel_shape, padding, stride):
+    """(top, left, ho, wo) of a convolution's windows."""
+    (ho, top, _), (wo, left, _) = (window(size, k, stride, padding) for size, k in zip(x_shape[1:3], kernel_shape[:2]))
+    return top, left, ho, wo
 
 
 @jit
@@ -305,26 +302,24 @@ def _split_kernel_and_bias(grads, kernel_shape, dtype):
     return grads[:-1].reshape(kernel_shape).astype(dtype), grads[-1].astype(dtype)
 
 
-def conv2d_forward(x, kernel, bias, padding):
+def conv2d_forward(x, kernel, bias, padding, strides=1):
     """Returns y and what the backward pass needs: the im2col matrix, or None for the direct path."""
     kh, kw, cin, cout = kernel.shape
-    top, left, ho, wo = _geometry(x.shape, kernel.shape, padding)
-    if padding == "same":
-        x = numpy_kernels.pad_input(x, kh, kw, padding)
-    x = np.ascontiguousarray(x)
-    if cin == 1:
+    _, _, ho, wo = _geometry(x.shape, kernel.shape, padding, strides)
+    x = np.ascontiguousarray(numpy_kernels.pad_input(x, kh, kw, padding, strides))
+    if cin == 1 and strides == 1:
         return _conv_single_channel(x, kernel, bias, ho, wo), None
-    cols = _im2col(x, kh, kw, ho, wo)
+    cols = _im2col(x, kh, kw, ho, wo, strides)
     y = cols @ kernel.reshape(kh * kw * cin, cout)
     _add_bias(y, bias)
     return y.reshape(x.shape[0], ho, wo, cout), cols
 
 
-def conv2d_backward(x, kernel, dy, padding, cache, need_dx=True):
+def conv2d_backward(x, kernel, dy, padding, cache, need_dx=True, strides=1):
     """cache: the im2col matrix from the forward pass, or None after the direct single-channel path."""
     kh, kw, cin, cout = kernel.shape
     n, h, w, _ = x.shape
-    top, left, ho, wo = _geometry(x.shape, kernel.shape, padding)
+    top, left, ho, wo = _geometry(x.shape, kernel.shape, padding, strides)
     dy2 = dy.reshape(-1, cout)
     if cache is None:  # the direct single-channel path
         xp = np.ascontiguousarray(numpy_kernels.pad_input(x, kh, kw, padding))
@@ -337,7 +332,7 @@ def conv2d_backward(x, kernel, dy, padding, cache, need_dx=True):
         return None, dkernel, dbias
     # A C-ordered copy of the (small) transposed kernel: BLAS runs ~1.2x faster on it here.
     dcols = dy2 @ np.ascontiguousarray(kernel.reshape(-1, cout).T)
-    return _col2im(dcols, n, h, w, cin, kh, kw, top, left, ho, wo), dkernel, dbias
+    return _col2im(dcols, n, h, w, cin, kh, kw, top, left, ho, wo, strides), dkernel, dbias
 
 
 # -- pooling ----------------------------------------------------------------------------------------
@@ -354,13 +349,110 @@ def _maxpool_backward(dy, argmax, h, w):
     return dx
 
 
-def maxpool2d_forward(x):
-    c = x.shape[-1]
-    return _scale_maxpool(x, np.ones(c, x.dtype), np.zeros(c, x.dtype), False)
+@jit
+def _maxpool(x, ph, pw, sh, sw, top, left, ho, wo):
+    """Any pool, stride and padding: the padding is left out of each window."""
+    n, h, w, c = x.shape
+    y = np.empty((n, ho, wo, c), dtype=x.dtype)
+    argmax = np.zeros((n, ho, wo, c), dtype=np.int32)
+    for b in prange(n):
+        for oy in range(ho):
+            for ox in range(wo):
+                for ch in range(c):
+                    best = -np.inf
+                    for k in range(ph * pw):  # row-major; ties keep the first
+                        iy, ix = oy * sh + k // pw - top, ox * sw + k % pw - left
+                        if 0 <= iy < h and 0 <= ix < w and (x[b, iy, ix, ch] > best or k == 0):
+                            best, argmax[b, oy, ox, ch] = x[b, iy, ix, ch], k
+                    y[b, oy, ox, ch] = best
+    return y, argmax
 
 
-def maxpool2d_backward(dy, argmax, x_shape):
-    return _maxpool_backward(dy, argmax, x_shape[1], x_shape[2])
+@jit
+def _maxpool_backward_any(dy, argmax, h, w, pw, sh, sw, top, left):
+    n, ho, wo, c = dy.shape
+    dx = np.zeros((n, h, w, c), dtype=dy.dtype)
+    for b in prange(n):  # overlapping windows add up within one image only
+        for oy in range(ho):
+            for ox in range(wo):
+                for ch in range(c):
+                    k = argmax[b, oy, ox, ch]
+                    dx[b, oy * sh + k // pw - top, ox * sw + k % pw - left, ch] += dy[b, oy, ox, ch]
+    return dx
+
+
+def _is_two_by_two(pool_size, strides, padding):
+    return tuple(pool_size) == (2, 2) and tuple(strides) == (2, 2) and padding == "valid"
+
+
+def _pool_geometry(x_shape, pool_size, strides, padding):
+    """(top, left, ho, wo) of a pool's windows."""
+    (ho, top, _), (wo, left, _) = (window(size, k, s, padding) for size, k, s in zip(x_shape[1:3], pool_size, strides))
+    return top, left, ho, wo
+
+
+def maxpool2d_forward(x, pool_size=(2, 2), strides=(2, 2), padding="valid"):
+    if _is_two_by_two(pool_size, strides, padding):
+        c = x.shape[-1]
+        return _scale_maxpool(x, np.ones(c, x.dtype), np.zeros(c, x.dtype), False)
+    geometry = _pool_geometry(x.shape, pool_size, strides, padding)
+    return _maxpool(np.ascontiguousarray(x), *pool_size, *strides, *geometry)
+
+
+def maxpool2d_backward(dy, argmax, x_shape, pool_size=(2, 2), strides=(2, 2), padding="valid"):
+    if _is_two_by_two(pool_size, strides, padding):
+        return _maxpool_backward(dy, argmax, x_shape[1], x_shape[2])
+    top, left, _, _ = _pool_geometry(x_shape, pool_size, strides, padding)
+    dy = np.ascontiguousarray(dy)
+    return _maxpool_backward_any(dy, argmax, x_shape[1], x_shape[2], pool_size[1], *strides, top, left)
+
+
+@jit
+def _avgpool(x, ph, pw, sh, sw, top, left, ho, wo):
+    """Each window's mean over the pixels inside the image, summed in float64."""
+    n, h, w, c = x.shape
+    y = np.empty((n, ho, wo, c), dtype=x.dtype)
+    for b in prange(n):
+        acc = np.empty(c, dtype=np.float64)
+        for oy in range(ho):
+            for ox in range(wo):
+                acc[:] = 0
+                count = 0
+                for iy in range(max(oy * sh - top, 0), min(oy * sh - top + ph, h)):
+                    for ix in range(max(ox * sw - left, 0), min(ox * sw - left + pw, w)):
+                        count += 1
+                        for ch in range(c):
+                            acc[ch] += x[b, iy, ix, ch]
+                for ch in range(c):
+                    y[b, oy, ox, ch] = acc[ch] / count
+    return y
+
+
+@jit
+def _avgpool_backward(dy, h, w, ph, pw, sh, sw, top, left):
+    n, ho, wo, c = dy.shape
+    dx = np.zeros((n, h, w, c), dtype=dy.dtype)
+    for b in prange(n):
+        for oy in range(ho):
+            for ox in range(wo):
+                rows = range(max(oy * sh - top, 0), min(oy * sh - top + ph, h))
+                columns = range(max(ox * sw - left, 0), min(ox * sw - left + pw, w))
+                count = len(rows) * len(columns)
+                for iy in rows:
+                    for ix in columns:
+                        for ch in range(c):
+                            dx[b, iy, ix, ch] += dy[b, oy, ox, ch] / count
+    return dx
+
+
+def avgpool2d_forward(x, pool_size, strides, padding):
+    geometry = _pool_geometry(x.shape, pool_size, strides, padding)
+    return _avgpool(np.ascontiguousarray(x), *pool_size, *strides, *geometry)
+
+
+def avgpool2d_backward(dy, x_shape, pool_size, strides, padding):
+    top, left, _, _ = _pool_geometry(x_shape, pool_size, strides, padding)
+    return _avgpool_backward(np.ascontiguousarray(dy), x_shape[1], x_shape[2], *pool_size, *strides, top, left)
 
 
 # -- batch normalisation ----------------------------------------------------------------------------

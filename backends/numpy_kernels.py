@@ -11,6 +11,7 @@ import math
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
+from numnet.backends.interface import window
 from numnet.threads import use_threads
 
 NAME = "numpy"
@@ -28,39 +29,63 @@ def dense_backward(
     return (dy @ kernel.T if need_dx else None), x.T @ dy, dy.sum(axis=0)
 
 
-def same_padding(k: int) -> tuple[int, int]:
-    """TensorFlow's 'same' for stride 1: the odd extra row/column goes after, not before."""
-    return (k - 1) // 2, k // 2
+def pad_input(x: np.ndarray, kh: int, kw: int, padding: str, strides: int = 1) -> np.ndarray:
+    """The images with the padding Keras adds around them for these windows (see interface.window)."""
+    (_, top, bottom), (_, left, right) = (window(x.shape[axis], k, strides, padding) for axis, k in ((1, kh), (2, kw)))
+    return np.pad(x, ((0, 0), (top, bottom), (left, right), (0, 0))) if top or bottom or left or right else x
 
 
-def pad_input(x: np.ndarray, kh: int, kw: int, padding: str) -> np.ndarray:
-    if padding == "valid":
-        return x
-    (top, bottom), (left, right) = same_padding(kh), same_padding(kw)
-    return np.pad(x, ((0, 0), (top, bottom), (left, right), (0, 0)))
+def windows(x: np.ndarray, size: tuple[int, int], strides: tuple[int, int], padding: str, fill: float = 0.0):
+    """Every window of NHWC images (see interface.window) as an (N, Ho, Wo, C, kh, kw) view of the
+    padded images, and how much padding went before (top, left)."""
+    (kh, kw), (sh, sw) = size, strides
+    _, h, w, _ = x.shape
+    (_, top, bottom), (_, left, right) = window(h, kh, sh, padding), window(w, kw, sw, padding)
+    if top or bottom or left or right:
+        x = np.pad(x, ((0, 0), (top, bottom), (left, right), (0, 0)), constant_values=fill)
+    return sliding_window_view(x, (kh, kw), axis=(1, 2))[:, ::sh, ::sw], (top, left)
+
+
+def unwindow(dwindows: np.ndarray, x_shape: tuple, strides: tuple[int, int], at: tuple[int, int]) -> np.ndarray:
+    """The gradient of the images from their windows' (N, Ho, Wo, C, kh, kw): each window position
+    sends its share back to the pixels it read (sums where windows overlap)."""
+    n, ho, wo, c, kh, kw = dwindows.shape
+    (sh, sw), (top, left) = strides, at
+    _, h, w, _ = x_shape
+    rows, columns = max(top + h, (ho - 1) * sh + kh), max(left + w, (wo - 1) * sw + kw)
+    dx = np.zeros((n, rows, columns, c), dtype=dwindows.dtype)
+    for i in range(kh):
+        for j in range(kw):
+            dx[:, i : i + sh * (ho - 1) + 1 : sh, j : j + sw * (wo - 1) + 1 : sw] += dwindows[..., i, j]
+    return dx[:, top : top + h, left : left + w]
 
 
 def im2col(x: np.ndarray, kh: int, kw: int) -> np.ndarray:
     """(N, H, W, C) -> (N*Ho*Wo, kh*kw*C), rows ordered like a (kh, kw, cin) kernel."""
-    windows = sliding_window_view(x, (kh, kw), axis=(1, 2))  # (N, Ho, Wo, C, kh, kw)
-    n, ho, wo, c = windows.shape[:4]
+    return _columns(sliding_window_view(x, (kh, kw), axis=(1, 2)))
+
+
+def _columns(windows: np.ndarray) -> np.ndarray:
+    n, ho, wo, c, kh, kw = windows.shape
     return windows.transpose(0, 1, 2, 4, 5, 3).reshape(n * ho * wo, kh * kw * c)
 
 
-def conv2d_forward(x: np.ndarray, kernel: np.ndarray, bias: np.ndarray, padding: str) -> tuple[np.ndarray, np.ndarray]:
+def conv2d_forward(
+    x: np.ndarray, kernel: np.ndarray, bias: np.ndarray, padding: str, strides: int = 1
+) -> tuple[np.ndarray, np.ndarray]:
     """Returns the output and the im2col matrix, which the backward pass reuses."""
     kh, kw, cin, cout = kernel.shape
-    xp = pad_input(x, kh, kw, padding)
-    n, h, w, _ = xp.shape
-    ho, wo = h - kh + 1, w - kw + 1
-    cols = im2col(xp, kh, kw)
+    view, _ = windows(x, (kh, kw), (strides, strides), padding)
+    n, ho, wo = view.shape[:3]
+    cols = _columns(view)
     y = cols @ kernel.reshape(kh * kw * cin, cout) + bias
     return y.reshape(n, ho, wo, cout), cols
 
 
 def conv2d_backward(
-    x: np.ndarray, kernel: np.ndarray, dy: np.ndarray, padding: str, cache: np.ndarray, need_dx: bool = True
-) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
+    x: np.ndarray, kernel: np.ndarray, dy: np.ndarray, padding: str, cache: np.ndarray, need_dx: bool = True,
+    strides: int = 1,
+) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:  # fmt: skip
     """cache: the im2col matrix the forward pass returned; need_dx=False skips the input gradient
     (the first layer has no use for it)."""
     kh, kw, cin, cout = kernel.shape
@@ -70,44 +95,51 @@ def conv2d_backward(
     dbias = dy2.sum(axis=0, dtype=np.float64).astype(dy.dtype)
     if not need_dx:
         return None, dkernel, dbias
-    dcols = (dy2 @ kernel.reshape(-1, cout).T).reshape(n, ho, wo, kh, kw, cin)
-    # col2im: each kernel offset (i, j) sends its gradient back to a shifted window of the input.
-    dxp = np.zeros((n, ho + kh - 1, wo + kw - 1, cin), dtype=dy.dtype)
-    for i in range(kh):
-        for j in range(kw):
-            dxp[:, i : i + ho, j : j + wo, :] += dcols[:, :, :, i, j, :]
-    if padding == "same":
-        (top, _), (left, _) = same_padding(kh), same_padding(kw)
-        dxp = dxp[:, top : top + x.shape[1], left : left + x.shape[2], :]
-    return dxp, dkernel, dbias
+    dcols = (dy2 @ kernel.reshape(-1, cout).T).reshape(n, ho, wo, kh, kw, cin).transpose(0, 1, 2, 5, 3, 4)
+    (_, top, _), (_, left, _) = window(x.shape[1], kh, strides, padding), window(x.shape[2], kw, strides, padding)
+    return unwindow(dcols, x.shape, (strides, strides), (top, left)), dkernel, dbias
 
 
-def maxpool2d_forward(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """2x2 pool, stride 2, 'valid': odd trailing rows/columns are dropped as in Keras.
-
-    Returns the output and the winning position (0..3) of each window; ties go to the first,
-    as in TensorFlow.
-    """
-    n, h, w, c = x.shape
-    ho, wo = h // 2, w // 2
-    windows = (
-        x[:, : 2 * ho, : 2 * wo, :].reshape(n, ho, 2, wo, 2, c).transpose(0, 1, 3, 5, 2, 4).reshape(n, ho, wo, c, 4)
-    )
-    argmax = windows.argmax(axis=-1).astype(np.uint8)
-    y = np.take_along_axis(windows, argmax[..., None], axis=-1)[..., 0]
-    return y, argmax
+def maxpool2d_forward(
+    x: np.ndarray, pool_size: tuple = (2, 2), strides: tuple = (2, 2), padding: str = "valid"
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each window's maximum and its place in the window (row-major); ties go to the first, as in
+    TensorFlow. 'same' padding never wins: it is -inf."""
+    view, _ = windows(x, pool_size, strides, padding, fill=-np.inf)
+    flat = view.reshape(*view.shape[:4], -1)
+    argmax = flat.argmax(axis=-1).astype(np.min_scalar_type(flat.shape[-1] - 1))
+    return np.take_along_axis(flat, argmax[..., None], axis=-1)[..., 0], argmax
 
 
-def maxpool2d_backward(dy: np.ndarray, argmax: np.ndarray, x_shape: tuple) -> np.ndarray:
-    n, h, w, c = x_shape
-    ho, wo = h // 2, w // 2
-    dwindows = np.zeros((n, ho, wo, c, 4), dtype=dy.dtype)
-    np.put_along_axis(dwindows, argmax[..., None].astype(np.intp), dy[..., None], axis=-1)
-    dx = np.zeros(x_shape, dtype=dy.dtype)
-    dx[:, : 2 * ho, : 2 * wo, :] = (
-        dwindows.reshape(n, ho, wo, c, 2, 2).transpose(0, 1, 4, 2, 5, 3).reshape(n, 2 * ho, 2 * wo, c)
-    )
-    return dx
+def maxpool2d_backward(
+    dy: np.ndarray, argmax: np.ndarray, x_shape: tuple, pool_size: tuple = (2, 2), strides: tuple = (2, 2),
+    padding: str = "valid",
+) -> np.ndarray:  # fmt: skip
+    places = np.arange(pool_size[0] * pool_size[1]).reshape(pool_size)
+    dwindows = np.where(argmax[..., None, None] == places, dy[..., None, None], dy.dtype.type(0))
+    return unwindow(dwindows, x_shape, strides, _before(x_shape, pool_size, strides, padding))
+
+
+def _before(x_shape: tuple, size: tuple, strides: tuple, padding: str) -> tuple[int, int]:
+    return window(x_shape[1], size[0], strides[0], padding)[1], window(x_shape[2], size[1], strides[1], padding)[1]
+
+
+def window_counts(x_shape: tuple, pool_size: tuple, strides: tuple, padding: str) -> np.ndarray:
+    """How many pixels of the image each window holds, (Ho, Wo, 1): fewer than the pool at 'same' edges."""
+    ones = np.ones((1, *x_shape[1:3], 1))
+    return windows(ones, pool_size, strides, padding)[0].sum(axis=(-2, -1))[0]
+
+
+def avgpool2d_forward(x: np.ndarray, pool_size: tuple, strides: tuple, padding: str) -> np.ndarray:
+    view, _ = windows(x, pool_size, strides, padding)
+    counts = window_counts(x.shape, pool_size, strides, padding)
+    return (view.sum(axis=(-2, -1), dtype=np.float64) / counts).astype(x.dtype)
+
+
+def avgpool2d_backward(dy: np.ndarray, x_shape: tuple, pool_size: tuple, strides: tuple, padding: str) -> np.ndarray:
+    share = (dy / window_counts(x_shape, pool_size, strides, padding)).astype(dy.dtype)
+    dwindows = np.broadcast_to(share[..., None, None], (*dy.shape, *pool_size))
+    return unwindow(dwindows, x_shape, strides, _before(x_shape, pool_size, strides, padding))
 
 
 def channel_moments(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

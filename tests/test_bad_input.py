@@ -77,7 +77,7 @@ def test_labels_are_checked(mlp):
         ({"input_shape": [784], "layers": [{"type": "Dense", "units": 1}]}, "one score per class"),
         ({"input_shape": [4, 4, 1], "layers": [{"type": "Conv2D", "filters": 2, "kernel_size": 3}]}, "flat output"),
         ({"input_shape": [4, 4, 1], "layers": [{"type": "Conv2D", "filters": 2, "kernel_size": 5}]},
-         "does not fit input"),
+         "layer 1 (Conv2D) shrinks its input to (0, 0, 2)"),
         ({"input_shape": "28x28", "layers": []}, "input_shape"),
         ({"input_shape": [784], "layers": [{"type": "Flatten"}], "optimizer": {"type": "rmsprop"}},
          "optimizer must be"),

@@ -89,6 +89,29 @@ def test_a_keras_config_that_is_a_zip_bomb_is_not_read(tmp_path):
     assert_refused(load_in_child(path), "ModelFileError", "config.json declares 67,108,866 bytes")
 
 
+def test_an_oversized_variable_length_h5_model_config_is_refused(tmp_path):
+    """h5py stores str attributes as variable-length strings, whose text lies outside the attribute:
+    the size check must see it too."""
+    path = tmp_path / "big.h5"
+    numnet.build(numnet.specs.mlp()).save(path)
+    text = json.dumps({"class_name": "Sequential", "config": {"layers": [], "padding": " " * (2 << 20)}})
+    with h5py.File(path, "a") as h5:
+        del h5.attrs["model_config"]
+        h5.attrs["model_config"] = text
+        assert h5py.check_string_dtype(h5.attrs.get_id("model_config").dtype).length is None
+    assert_refused(load_in_child(path), "ModelFileError", "oversized model_config (over 1,048,576 bytes)")
+
+
+def test_an_h5_model_config_that_is_many_strings_is_refused(tmp_path):
+    path = tmp_path / "many.h5"
+    numnet.build(numnet.specs.mlp()).save(path)
+    with h5py.File(path, "a") as h5:
+        config = h5.attrs["model_config"]
+        del h5.attrs["model_config"]
+        h5.attrs.create("model_config", [config] * 3, dtype=h5py.string_dtype())
+    assert_refused(load_in_child(path), "ModelFileError", "its model_config is not one string")
+
+
 @pytest.mark.parametrize(("depth", "message"), [(100, "nested more than 16 deep"), (10_000, "nested too deeply")])
 def test_deeply_nested_sequentials_are_refused_by_name(tmp_path, depth, message):
     dense = json.dumps({"class_name": "Dense", "config": {"units": 10, "activation": "softmax"}})

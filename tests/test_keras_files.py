@@ -91,7 +91,8 @@ def test_loaded_keras_file_has_the_seed_structure(keras_files):
     [
         (L.LSTM(4), "is a LSTM, which numnet does not have"),
         (L.Lambda(lambda x: x * 2), "is a Lambda, which numnet does not have"),  # its code is never run
-        (L.Conv2D(4, 3, strides=2), "strides other than 1"),
+        (L.Conv2D(4, 3, strides=(2, 1)), r"strides=\[2, 1\]"),
+        (L.Conv2D(4, 3, dilation_rate=2), "dilation"),
         (L.Conv2D(4, 3, activation="selu"), "activation 'selu'"),
     ],
 )
@@ -231,10 +232,10 @@ def _with_layer_config(source, target, layer_name, changes):
 
 UNCOMPUTED = [
     ("dense", {"kernel_regularizer": {"class_name": "L2", "config": {"l2": 0.01}}}, "kernel_regularizer="),
-    ("dense", {"use_bias": False}, "use_bias=False"),
+    ("dense", {"use_bias": "no"}, "use_bias must be true or false, got 'no'"),
     ("dense", {"activity_regularizer": "l1"}, "activity_regularizer='l1'"),
     ("dense", {"something_new": 1}, "something_new=1"),
-    ("conv2d", {"strides": [2, 2]}, "strides other than 1"),
+    ("conv2d", {"strides": [2, 1]}, "strides=[2, 1]"),
     ("conv2d", {"dilation_rate": [2, 2]}, "dilation"),
     ("conv2d", {"data_format": "channels_first"}, "channels_first"),
     ("conv2d", {"kernel_constraint": {"class_name": "MaxNorm"}}, "kernel_constraint="),
@@ -242,8 +243,8 @@ UNCOMPUTED = [
     ("batch_normalization", {"center": False}, "center/scale off"),
     ("batch_normalization", {"renorm": True}, "renorm=True"),
     ("batch_normalization", {"synchronized": True}, "synchronized=True"),
-    ("max_pooling2d", {"padding": "same"}, "'same' pooling"),
-    ("max_pooling2d", {"pool_size": [4, 4]}, "pool [4, 4]"),
+    ("max_pooling2d", {"padding": "causal"}, "padding must be 'valid' or 'same', got 'causal'"),
+    ("max_pooling2d", {"pool_size": [0, 2]}, "pool_size must be a positive integer or a pair of them, got [0, 2]"),
     ("dropout", {"noise_shape": [None, 1, 1, 64]}, "noise_shape="),
     ("flatten", {"data_format": "channels_first"}, "data_format='channels_first'"),
 ]
@@ -373,7 +374,8 @@ def test_a_model_ending_in_logits_trains_as_keras_with_from_logits_and_predicts_
     theirs.fit(x_train[:1000], y_train[:1000], epochs=1, batch_size=100, verbose=0)
     theirs.save(tmp_path / "logits.keras")
     ours = numnet.load(tmp_path / "logits.keras")
-    assert ours.outputs_logits and ours.spec["layers"][-1] == {"type": "Dense", "units": 10, "activation": None}
+    assert ours.outputs_logits
+    assert ours.spec["layers"][-1] == {"type": "Dense", "units": 10, "activation": None, "use_bias": True}
     logits = theirs.predict(x_test[:50], verbose=0)
     np.testing.assert_allclose(ours.predict(x_test[:50]), logits, atol=1e-4)
     assert np.abs(logits).max() > 1 and not np.allclose(logits.sum(axis=1), 1)  # logits, not probabilities
@@ -425,4 +427,27 @@ def test_reshape_and_global_average_pooling_load_and_match_keras(tmp_path, mnist
     model.save(tmp_path / "gap.keras")
     ours = numnet.load(tmp_path / "gap.keras")
     assert [layer["type"] for layer in ours.spec["layers"]] == ["Reshape", "Conv2D", "GlobalAveragePooling2D", "Dense"]
+    np.testing.assert_allclose(ours.predict(x_test[:50]), model.predict(x_test[:50], verbose=0), atol=1e-5)
+
+
+@pytest.mark.parametrize("suffix", [".keras", ".h5"])
+def test_strided_unbiased_convolutions_and_any_pooling_load_and_match_keras(tmp_path, mnist_inputs, suffix):
+    """What current tutorials write: strided convolutions without a bias before batch norm, pools of
+    other sizes, strides and 'same' padding, average pooling, a Dense without a bias."""
+    (_, _), (x_test, _) = mnist_inputs
+    L = keras.layers
+    model = keras.Sequential([
+        keras.Input((28, 28, 1)), L.Conv2D(8, 3, strides=2, padding="same", use_bias=False), L.BatchNormalization(),
+        L.ReLU(), L.MaxPooling2D(3, strides=2, padding="same"), L.Conv2D(8, 3, padding="same", activation="relu"),
+        L.AveragePooling2D((2, 2), padding="same"), L.MaxPooling2D(pool_size=(2, 1), strides=1),
+        L.AveragePooling2D(2), L.Flatten(), L.Dense(16, use_bias=False, activation="relu"),
+        L.Dense(10, activation="softmax"),
+    ])  # fmt: skip
+    model.set_weights([w + np.random.default_rng(1).normal(0, 0.1, w.shape) for w in model.get_weights()])
+    model.save(tmp_path / f"tutorial{suffix}")
+    ours = numnet.load(tmp_path / f"tutorial{suffix}")
+    theirs_counts = [len(layer.get_weights()) for layer in model.layers if layer.get_weights()]
+    assert [len(layer.weights()) for layer in ours.layers if layer.weights()] == theirs_counts == [1, 4, 2, 1, 2]
+    assert ours.spec["layers"][0] == {"type": "Conv2D", "filters": 8, "kernel_size": 3, "strides": 2,
+                                      "padding": "same", "activation": None, "use_bias": False}  # fmt: skip
     np.testing.assert_allclose(ours.predict(x_test[:50]), model.predict(x_test[:50], verbose=0), atol=1e-5)

@@ -98,6 +98,7 @@ def test_every_interface_function_has_a_reference_test():
 
 
 COVERED = {"dense_forward", "dense_backward", "conv2d_forward", "conv2d_backward", "maxpool2d_forward",
+           "avgpool2d_forward", "avgpool2d_backward",
            "maxpool2d_backward", "channel_moments", "scale_shift", "batchnorm_backward", "relu_forward",
            "relu_backward", "dropout_forward", "dropout_backward", "adam_update", "sgd_update", "asarray",
            "to_numpy", "zeros", "ones", "one_hot", "count_correct", "inverse_std", "moving_average", "softmax",
@@ -168,6 +169,51 @@ def test_maxpool_matches_exactly_including_ties(kernels, x4):
     np.testing.assert_array_equal(
         kernels.maxpool2d_backward(y, argmax, x.shape), ref.maxpool2d_backward(y, argmax, x.shape)
     )
+
+
+POOLS = [((3, 3), (2, 2), "same"), ((2, 3), (1, 2), "valid"), ((4, 4), (4, 4), "valid"), ((2, 2), (2, 2), "same"),
+         ((3, 2), (1, 1), "same")]  # fmt: skip
+
+
+@pytest.mark.parametrize("pool_size, strides, padding", POOLS)
+def test_any_maxpool_matches_exactly_including_ties(kernels, x4, pool_size, strides, padding):
+    x = np.round(x4, 0)  # overlapping windows with ties: the first maximum must win in both
+    y, argmax = kernels.maxpool2d_forward(x, pool_size, strides, padding)
+    y_ref, argmax_ref = ref.maxpool2d_forward(x, pool_size, strides, padding)
+    np.testing.assert_array_equal(y, y_ref)
+    np.testing.assert_array_equal(argmax, argmax_ref)
+    close(kernels.maxpool2d_backward(y, argmax, x.shape, pool_size, strides, padding),
+          ref.maxpool2d_backward(y, argmax_ref, x.shape, pool_size, strides, padding))  # fmt: skip
+
+
+@pytest.mark.parametrize("pool_size, strides, padding", POOLS)
+def test_avgpool(kernels, x4, rng, pool_size, strides, padding):
+    y = kernels.avgpool2d_forward(x4, pool_size, strides, padding)
+    close(y, ref.avgpool2d_forward(x4, pool_size, strides, padding))
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    close(kernels.avgpool2d_backward(dy, x4.shape, pool_size, strides, padding),
+          ref.avgpool2d_backward(dy, x4.shape, pool_size, strides, padding))  # fmt: skip
+
+
+def test_same_average_pool_divides_by_the_pixels_inside():
+    x = np.ones((1, 3, 3, 1), np.float32)
+    y = ref.avgpool2d_forward(x, (2, 2), (2, 2), "same")  # windows at the edge hold 2 or 1 pixels
+    np.testing.assert_array_equal(y, np.ones((1, 2, 2, 1), np.float32))
+
+
+@pytest.mark.parametrize("cin", [1, 5])
+@pytest.mark.parametrize("padding", ["valid", "same"])
+@pytest.mark.parametrize("strides", [2, 3])
+def test_strided_conv2d(kernels, x4, rng, cin, padding, strides):
+    x = np.ascontiguousarray(x4[..., :cin])
+    w = rng.standard_normal((3, 3, cin, 4)).astype(np.float32)
+    b = rng.standard_normal(4).astype(np.float32)
+    y, cols = kernels.conv2d_forward(x, w, b, padding, strides)
+    y_ref, cols_ref = ref.conv2d_forward(x, w, b, padding, strides)
+    close(y, y_ref)
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    close(kernels.conv2d_backward(x, w, dy, padding, cols, True, strides),
+          ref.conv2d_backward(x, w, dy, padding, cols_ref, True, strides))  # fmt: skip
 
 
 @pytest.mark.parametrize("batch_statistics", [True, False])

@@ -200,3 +200,36 @@ def test_the_exported_page_recognises_drawn_digits_in_the_browser(browser, stati
     model = numnet.load(seed_mlp_file)  # the page's first model, selected by default
     assert model.predict(browser_field[None]).argmax() == model.predict(numnet_field[None]).argmax() == digit
     context.close()
+
+
+# Every layer and option the seed networks do not use, in one network TensorFlow.js must run as numnet.
+EVERY_LAYER = {"name": "every_layer", "input_shape": [28, 28, 1], "layers": [
+    {"type": "Conv2D", "filters": 8, "kernel_size": 3, "strides": 2, "padding": "same", "use_bias": False},
+    {"type": "BatchNormalization"}, {"type": "ReLU"},
+    {"type": "MaxPooling2D", "pool_size": 3, "strides": 1, "padding": "same"},
+    {"type": "Conv2D", "filters": 8, "kernel_size": 3, "activation": "elu"},
+    {"type": "AveragePooling2D", "pool_size": 2, "padding": "same"},
+    {"type": "Reshape", "target_shape": [6, 6, 8]}, {"type": "GlobalAveragePooling2D"},
+    *[{"type": "Dense", "units": 16, "activation": name} for name in ("sigmoid", "tanh", "leaky_relu", "softplus",
+                                                                       "gelu")],
+    {"type": "Dense", "units": 16, "use_bias": False}, {"type": "Activation", "activation": "tanh"},
+    {"type": "Dense", "units": 10}, {"type": "Softmax"},
+]}  # fmt: skip
+
+
+def test_every_layer_and_option_runs_in_tensorflow_js_as_in_numnet(browser, site, mnist_inputs):
+    folder, url = site
+    model = numnet.build(EVERY_LAYER, seed=3)
+    rng = np.random.default_rng(3)
+    model.set_weights([w + rng.normal(0, 0.2, w.shape).astype(np.float32) for w in model.get_weights()])
+    numnet.formats.tfjs.write_tfjs(model.spec, model.get_weights(), folder / "tensorflow")
+    page, errors = open_lab_page(browser, url)
+    _, (x_test, _) = mnist_inputs
+    digits = x_test[:16]
+    theirs = np.array(page.evaluate(
+        "async (pixels) => Array.from(await model.predict(tf.tensor(pixels, [16, 28, 28, 1])).data())",
+        digits.reshape(-1).tolist(),
+    )).reshape(16, 10)  # fmt: skip
+    assert errors == []
+    np.testing.assert_allclose(theirs, model.predict(digits), atol=1e-4)
+    page.close()

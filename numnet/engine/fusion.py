@@ -72,6 +72,8 @@ def fuse(ops: list[Layer]) -> list[Layer]:
         first is not None
         and isinstance(fused[first], Conv2D)
         and fused[first].params["kernel"].shape[2] == 1
+        and fused[first].config["strides"] == 1
+        and fused[first].config["use_bias"]
         and first + 1 < len(fused)
         and isinstance(fused[first + 1], BatchNormReluMaxPool)
         and hasattr(fused[first].kernels, "conv_scale_relu_maxpool_backward")
@@ -91,6 +93,7 @@ def _fuse_batchnorm_relu_maxpool(ops: list[Layer]) -> list[Layer]:
             and isinstance(run[1], Activation)
             and run[1].name == "relu"
             and isinstance(run[2], MaxPooling2D)
+            and (run[2].pool, run[2].strides, run[2].config["padding"]) == ((2, 2), (2, 2), "valid")
             and hasattr(run[0].kernels, "scale_relu_maxpool")
         ):
             fused.append(BatchNormReluMaxPool(run[0], run[2]))

@@ -21,7 +21,7 @@ from typing import Any, BinaryIO
 import numpy as np
 
 from numnet import specs
-from numnet.errors import ModelFileError, NumnetError
+from numnet.errors import ModelFileError, NumnetError, SpecError
 from numnet.formats.npz import ZIP_ERRORS, member_info
 from numnet.io import atomic_write, require_readable
 from numnet.keras.mapping import (
@@ -32,7 +32,16 @@ from numnet.keras.mapping import (
     optimizer_config,
     optimizer_from_keras,
 )
-from numnet.layers import KERAS_CLASSES, KerasMismatch, Layer, check_spec, outputs_logits, snake_case, weight_shapes
+from numnet.layers import (
+    KERAS_CLASSES,
+    KerasMismatch,
+    Layer,
+    check_spec,
+    layer_from_config,
+    outputs_logits,
+    snake_case,
+    weight_shapes,
+)
 
 KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
 ZIP_SIGNATURE, HDF5_SIGNATURE = b"PK\x03\x04", b"\x89HDF\r\n\x1a\n"
@@ -61,9 +70,13 @@ class _Reader:
             raise self.fail(f"layer '{name}' is a {kind}, which numnet does not have")
         try:
             KERAS_CLASSES[kind].check_keras_keys(config)
-            return KERAS_CLASSES[kind].from_keras(config)
+            layer = KERAS_CLASSES[kind].from_keras(config)
+            layer_from_config(layer)  # its values checked here, where the error can name the layer
+            return layer
         except KerasMismatch as mismatch:
             raise self.fail(f"layer '{name}' uses {mismatch}, which numnet does not support") from None
+        except SpecError as error:
+            raise self.fail(f"layer '{name}': {error}") from None
         except (KeyError, TypeError, ValueError, IndexError, OverflowError) as error:
             raise self.fail(f"layer '{name}' has an unreadable config ({type(error).__name__}: {error})") from None
 
@@ -284,9 +297,18 @@ def _attribute_json(h5: Any, name: str, path: Path) -> dict | None:
     """A JSON attribute (model_config, training_config), its size checked before it is read."""
     if name not in h5.attrs:
         return None
-    if _h5py().h5a.open(h5.id, name.encode()).get_storage_size() > MAX_CONFIG_BYTES:
-        raise ModelFileError(f"Keras file '{path}' has an oversized {name} (over {MAX_CONFIG_BYTES:,} bytes)")
-    return _json(h5.attrs[name], path, name)
+    attribute = _h5py().h5a.open(h5.id, name.encode())
+    oversized = ModelFileError(f"Keras file '{path}' has an oversized {name} (over {MAX_CONFIG_BYTES:,} bytes)")
+    if attribute.get_space().get_simple_extent_npoints() != 1:
+        raise ModelFileError(f"Keras file '{path}': its {name} is not one string")
+    if attribute.get_storage_size() > MAX_CONFIG_BYTES:
+        raise oversized
+    # A variable-length string stores only a reference here: its text lies elsewhere in the file,
+    # so its size is known once read (one string, no larger than the file).
+    value = h5.attrs[name]
+    if isinstance(value, bytes | str) and len(value) > MAX_CONFIG_BYTES:
+        raise oversized
+    return _json(value, path, name)
 
 
 def _member(archive: zipfile.ZipFile, name: str, limit: int, path: Path) -> bytes:

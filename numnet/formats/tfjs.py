@@ -20,6 +20,7 @@ from numnet.keras.mapping import layer_entries
 from numnet.layers import Layer, check_spec, outputs_logits
 
 WEIGHTS_FILE = "group1-shard1of1.bin"
+LEAKY_SLOPE = 0.2  # Keras' leaky_relu activation's negative slope
 
 
 def topology(spec: specs.Spec, layers: list[Layer]) -> tuple[dict[str, Any], list[tuple[str, tuple[int, ...]]]]:
@@ -34,6 +35,10 @@ def topology(spec: specs.Spec, layers: list[Layer]) -> tuple[dict[str, Any], lis
         if i == 0:
             config["batch_input_shape"] = [None, *spec["input_shape"]]
         configs.append({"class_name": entry["class_name"], "config": config})
+        if config.get("activation") == "leaky_relu":  # TensorFlow.js has the layer, not the activation
+            config["activation"] = "linear"
+            leaky = {"name": f"{name}_leaky_relu", "trainable": True, "dtype": "float32", "alpha": LEAKY_SLOPE}
+            configs.append({"class_name": "LeakyReLU", "config": leaky})
         manifest += [(f"{name}/{weight}", shape) for weight, shape in layer.weight_shapes(layer.input_shape).items()]
     if outputs_logits(layers):  # the page shows probabilities: a model ending in logits gets its softmax here
         softmax = {"name": "probabilities", "trainable": True, "dtype": "float32", "activation": "softmax"}

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from numnet.backends.interface import window
 from numnet.errors import SpecError
 from numnet.layers.base import KerasMismatch, Layer, Shape, pair, require
 from numnet.settings import is_finite_number, is_integer, is_number
@@ -127,15 +128,45 @@ def _check_positive(layer: Layer, key: str) -> None:
         raise SpecError(f"{layer.type} {key} must be a positive integer, got {value!r}")
 
 
-class Dense(Layer):
-    type = "Dense"
-    options = {"units": None, "activation": None}
+class Biased(Layer):
+    """A layer with a kernel and, unless `use_bias` is false, a bias: without one it adds zeros that
+    are neither trained nor saved, so its weights are Keras' (the kernel alone)."""
+
     weight_names = ("kernel", "bias")
-    keras_keys = ("use_bias",)
+
+    def check_bias(self) -> None:
+        if not isinstance(self.config["use_bias"], bool):
+            raise SpecError(f"{self.type} use_bias must be true or false, got {self.config['use_bias']!r}")
+        if not self.config["use_bias"]:
+            self.weight_names = ("kernel",)
+
+    def biased(self, shapes: dict[str, Shape]) -> dict[str, Shape]:
+        return shapes if self.config["use_bias"] else {"kernel": shapes["kernel"]}
+
+    def create_kernel(self, kernel: np.ndarray, units: int, dtype) -> None:
+        k = self.kernels
+        self.params = {"kernel": k.asarray(kernel, dtype), "bias": k.zeros((units,), dtype)}
+        if not self.config["use_bias"]:
+            self.zero_bias = self.params.pop("bias")
+
+    @property
+    def bias(self) -> Any:
+        return self.params["bias"] if self.config["use_bias"] else self.zero_bias
+
+    def keep_grads(self, dkernel: Any, dbias: Any) -> None:
+        self.grads["kernel"] = dkernel
+        if self.config["use_bias"]:
+            self.grads["bias"] = dbias
+
+
+class Dense(Biased):
+    type = "Dense"
+    options = {"units": None, "activation": None, "use_bias": True}
 
     def check_config(self):
         _check_positive(self, "units")
         check_activation(self.config["activation"], optional=True)
+        self.check_bias()
 
     def compute_output_shape(self, input_shape):
         if len(input_shape) != 1:
@@ -143,108 +174,113 @@ class Dense(Layer):
         return (self.config["units"],)
 
     def weight_shapes(self, input_shape):
-        return {"kernel": (input_shape[0], self.config["units"]), "bias": (self.config["units"],)}
+        return self.biased({"kernel": (input_shape[0], self.config["units"]), "bias": (self.config["units"],)})
 
     def create_weights(self, input_shape, rng, dtype):
         fan_in, units = input_shape[0], self.config["units"]
-        k = self.kernels
-        self.params = {
-            "kernel": k.asarray(glorot_uniform(rng, (fan_in, units), fan_in, units, dtype), dtype),
-            "bias": k.zeros((units,), dtype),
-        }
+        self.create_kernel(glorot_uniform(rng, (fan_in, units), fan_in, units, dtype), units, dtype)
 
     def forward(self, x, training):
         self.x = x  # (N, in)
-        return self.kernels.dense_forward(x, self.params["kernel"], self.params["bias"])
+        return self.kernels.dense_forward(x, self.params["kernel"], self.bias)
 
     def backward(self, dy):
-        dx, self.grads["kernel"], self.grads["bias"] = self.kernels.dense_backward(
-            self.x, self.params["kernel"], dy, self.needs_input_grad
-        )
-        return dx
-
-    def to_keras(self, seed=None):
-        return {"units": self.config["units"], "activation": self.config["activation"]}
-
-    @classmethod
-    def from_keras(cls, config):
-        require(config.get("use_bias", True), "use_bias=False")
-        return {"type": cls.type, "units": int(config["units"]),
-                "activation": keras_layer_activation(config.get("activation"))}  # fmt: skip
-
-
-class Conv2D(Layer):
-    """Stride-1 NHWC convolution with a square kernel."""
-
-    type = "Conv2D"
-    options = {"filters": None, "kernel_size": 3, "padding": "valid", "activation": None}
-    weight_names = ("kernel", "bias")
-    keras_keys = ("strides", "dilation_rate", "groups", "use_bias")
-
-    def check_config(self):
-        k = self.config["kernel_size"]
-        if isinstance(k, list | tuple):
-            if not k or any(side != k[0] for side in k):
-                raise SpecError(f"Conv2D kernel_size must be square, got {k}")
-            self.config["kernel_size"] = k[0]
-        _check_positive(self, "filters")
-        _check_positive(self, "kernel_size")
-        if self.config["padding"] not in ("valid", "same"):
-            raise SpecError(f"Conv2D padding must be 'valid' or 'same', got {self.config['padding']!r}")
-        check_activation(self.config["activation"], optional=True)
-
-    def compute_output_shape(self, input_shape):
-        if len(input_shape) != 3:
-            raise SpecError(f"Conv2D needs (height, width, channels) input, got shape {input_shape}")
-        h, w, _ = input_shape
-        k = self.config["kernel_size"]
-        if self.config["padding"] == "valid":
-            h, w = h - k + 1, w - k + 1
-        if h < 1 or w < 1:
-            raise SpecError(f"Conv2D {k}x{k} 'valid' does not fit input {input_shape}")
-        return (h, w, self.config["filters"])
-
-    def weight_shapes(self, input_shape):
-        k, filters = self.config["kernel_size"], self.config["filters"]
-        return {"kernel": (k, k, input_shape[2], filters), "bias": (filters,)}
-
-    def create_weights(self, input_shape, rng, dtype):
-        shapes = self.weight_shapes(input_shape)
-        k, cin, filters = self.config["kernel_size"], input_shape[2], self.config["filters"]
-        kernel = glorot_uniform(rng, shapes["kernel"], k * k * cin, k * k * filters, dtype)
-        self.params = {"kernel": self.kernels.asarray(kernel, dtype), "bias": self.kernels.zeros((filters,), dtype)}
-
-    def forward(self, x, training):
-        self.x = x  # (N, H, W, Cin)
-        y, self.cache = self.kernels.conv2d_forward(
-            x, self.params["kernel"], self.params["bias"], self.config["padding"]
-        )
-        return y
-
-    def backward(self, dy):
-        dx, self.grads["kernel"], self.grads["bias"] = self.kernels.conv2d_backward(
-            self.x, self.params["kernel"], dy, self.config["padding"], self.cache, self.needs_input_grad
-        )
-        self.cache = None
+        dx, *grads = self.kernels.dense_backward(self.x, self.params["kernel"], dy, self.needs_input_grad)
+        self.keep_grads(*grads)
         return dx
 
     def to_keras(self, seed=None):
         c = self.config
-        return {"filters": c["filters"], "kernel_size": c["kernel_size"], "padding": c["padding"],
-                "activation": c["activation"]}  # fmt: skip
+        return {"units": c["units"], "activation": c["activation"], "use_bias": c["use_bias"]}
 
     @classmethod
     def from_keras(cls, config):
-        kernel = pair(config.get("kernel_size", 3))
+        return {"type": cls.type, "units": int(config["units"]),
+                "activation": keras_layer_activation(config.get("activation")),
+                "use_bias": config.get("use_bias", True)}  # fmt: skip
+
+
+def _square(layer: Layer, key: str) -> None:
+    """An option Keras writes as one number or a (rows, columns) pair, numnet's layer only square."""
+    value = layer.config[key]
+    if isinstance(value, list | tuple):
+        if not value or any(side != value[0] for side in value):
+            raise SpecError(f"{layer.type} {key} must be square, got {value}")
+        layer.config[key] = value = value[0]
+    _check_positive(layer, key)
+
+
+def _check_padding(layer: Layer) -> None:
+    if layer.config["padding"] not in ("valid", "same"):
+        raise SpecError(f"{layer.type} padding must be 'valid' or 'same', got {layer.config['padding']!r}")
+
+
+def _windows_output(layer: Layer, input_shape: Shape, size: tuple, strides: tuple, channels: int) -> Shape:
+    if len(input_shape) != 3:
+        raise SpecError(f"{layer.type} needs (height, width, channels) input, got shape {input_shape}")
+    h, w = (window(n, k, s, layer.config["padding"])[0] for n, k, s in zip(input_shape[:2], size, strides))
+    return (max(h, 0), max(w, 0), channels)  # check_spec refuses a layer that leaves nothing
+
+
+class Conv2D(Biased):
+    """NHWC convolution with a square kernel and the same stride both ways."""
+
+    type = "Conv2D"
+    options = {"filters": None, "kernel_size": 3, "strides": 1, "padding": "valid", "activation": None,
+               "use_bias": True}  # fmt: skip
+    keras_keys = ("dilation_rate", "groups")
+
+    def check_config(self):
+        _check_positive(self, "filters")
+        _square(self, "kernel_size")
+        _square(self, "strides")
+        _check_padding(self)
+        check_activation(self.config["activation"], optional=True)
+        self.check_bias()
+
+    def compute_output_shape(self, input_shape):
+        k, s = self.config["kernel_size"], self.config["strides"]
+        return _windows_output(self, input_shape, (k, k), (s, s), self.config["filters"])
+
+    def weight_shapes(self, input_shape):
+        k, filters = self.config["kernel_size"], self.config["filters"]
+        return self.biased({"kernel": (k, k, input_shape[2], filters), "bias": (filters,)})
+
+    def create_weights(self, input_shape, rng, dtype):
+        k, cin, filters = self.config["kernel_size"], input_shape[2], self.config["filters"]
+        kernel = glorot_uniform(rng, (k, k, cin, filters), k * k * cin, k * k * filters, dtype)
+        self.create_kernel(kernel, filters, dtype)
+
+    def forward(self, x, training):
+        self.x = x  # (N, H, W, Cin)
+        c = self.config
+        y, self.cache = self.kernels.conv2d_forward(x, self.params["kernel"], self.bias, c["padding"], c["strides"])
+        return y
+
+    def backward(self, dy):
+        c = self.config
+        dx, *grads = self.kernels.conv2d_backward(
+            self.x, self.params["kernel"], dy, c["padding"], self.cache, self.needs_input_grad, c["strides"]
+        )
+        self.keep_grads(*grads)
+        self.cache = None
+        return dx
+
+    def to_keras(self, seed=None):
+        keys = ("filters", "kernel_size", "strides", "padding", "activation", "use_bias")
+        return {key: self.config[key] for key in keys}
+
+    @classmethod
+    def from_keras(cls, config):
+        kernel, strides = pair(config.get("kernel_size", 3)), pair(config.get("strides", 1))
         require(bool(kernel) and all(side == kernel[0] for side in kernel), f"a non-square kernel {kernel}")
-        require(pair(config.get("strides", 1)) == [1, 1], "strides other than 1")
+        require(bool(strides) and all(side == strides[0] for side in strides), f"strides={strides}")
         require(pair(config.get("dilation_rate", 1)) == [1, 1], "dilation")
         require(config.get("groups", 1) == 1, "grouped convolution")
-        require(config.get("use_bias", True), "use_bias=False")
-        require(config.get("data_format", "channels_last") in (None, "channels_last"), "channels_first")
         return {"type": cls.type, "filters": int(config["filters"]), "kernel_size": int(kernel[0]),
-                "padding": config.get("padding", "valid"),
-                "activation": keras_layer_activation(config.get("activation"))}  # fmt: skip
+                "strides": int(strides[0]), "padding": config.get("padding", "valid"),
+                "activation": keras_layer_activation(config.get("activation")),
+                "use_bias": config.get("use_bias", True)}  # fmt: skip
 
 
 class BatchNormalization(Layer):
@@ -316,37 +352,64 @@ class BatchNormalization(Layer):
                 "epsilon": float(config.get("epsilon", cls.options["epsilon"])), "axis": axis}  # fmt: skip
 
 
-class MaxPooling2D(Layer):
-    type = "MaxPooling2D"
-    options = {"pool_size": 2}
-    keras_keys = ("strides", "padding")
+class Pooling2D(Layer):
+    """Keras' pooling options: `pool_size` and `strides` (None: the pool size) as one number or a
+    (rows, columns) pair, `padding` 'valid' or 'same'."""
+
+    options = {"pool_size": 2, "strides": None, "padding": "valid"}
 
     def check_config(self):
-        if self.config["pool_size"] not in (2, [2, 2], (2, 2)):
-            raise SpecError(f"MaxPooling2D supports pool_size 2 (stride 2) only, got {self.config['pool_size']!r}")
-        self.config["pool_size"] = 2
+        self.pool = self.pair_option("pool_size")
+        self.strides = self.pool if self.config["strides"] is None else self.pair_option("strides")
+        if self.strides == self.pool:
+            self.config["strides"] = None  # one spelling of Keras' default
+        _check_padding(self)
+
+    def pair_option(self, key: str) -> tuple[int, int]:
+        value = self.config[key]
+        sides = list(value) if isinstance(value, list | tuple) else [value]
+        if len(sides) not in (1, 2) or not all(is_integer(side) and side >= 1 for side in sides):
+            raise SpecError(f"{self.type} {key} must be a positive integer or a pair of them, got {value!r}")
+        self.config[key] = sides[0] if len(set(sides)) == 1 else sides
+        return (sides[0], sides[-1])
 
     def compute_output_shape(self, input_shape):
-        if len(input_shape) != 3:
-            raise SpecError(f"MaxPooling2D needs (height, width, channels) input, got {input_shape}")
-        h, w, c = input_shape
-        return (h // 2, w // 2, c)
+        return _windows_output(self, input_shape, self.pool, self.strides, input_shape[-1])
 
-    def forward(self, x, training):
-        self.x_shape = x.shape
-        y, self.argmax = self.kernels.maxpool2d_forward(x)
-        return y
-
-    def backward(self, dy):
-        return self.kernels.maxpool2d_backward(dy, self.argmax, self.x_shape)
+    def to_keras(self, seed=None):
+        return {"pool_size": list(self.pool), "strides": list(self.strides), "padding": self.config["padding"]}
 
     @classmethod
     def from_keras(cls, config):
-        pool = pair(config.get("pool_size", 2))
-        strides = pair(config.get("strides") or pool)
-        require(pool == [2, 2] and strides == [2, 2], f"pool {pool} stride {strides}")
-        require(config.get("padding", "valid") == "valid", "'same' pooling")
-        return {"type": cls.type, "pool_size": 2}
+        layer = cls(pool_size=config.get("pool_size", 2), strides=config.get("strides"),
+                    padding=config.get("padding", "valid"))  # fmt: skip
+        return layer.to_config()
+
+
+class MaxPooling2D(Pooling2D):
+    type = "MaxPooling2D"
+
+    def forward(self, x, training):
+        self.x_shape = x.shape
+        y, self.argmax = self.kernels.maxpool2d_forward(x, self.pool, self.strides, self.config["padding"])
+        return y
+
+    def backward(self, dy):
+        return self.kernels.maxpool2d_backward(dy, self.argmax, self.x_shape, self.pool, self.strides,
+                                               self.config["padding"])  # fmt: skip
+
+
+class AveragePooling2D(Pooling2D):
+    """Each window's mean; at 'same' edges the mean of the pixels inside the image, as Keras."""
+
+    type = "AveragePooling2D"
+
+    def forward(self, x, training):
+        self.x_shape = x.shape
+        return self.kernels.avgpool2d_forward(x, self.pool, self.strides, self.config["padding"])
+
+    def backward(self, dy):
+        return self.kernels.avgpool2d_backward(dy, self.x_shape, self.pool, self.strides, self.config["padding"])
 
 
 class Dropout(Layer):
@@ -459,5 +522,5 @@ class GlobalAveragePooling2D(Layer):
         return {"type": cls.type}
 
 
-CORE_LAYERS = (Dense, Conv2D, BatchNormalization, MaxPooling2D, Dropout, Flatten, Activation, ReLU, Softmax, Reshape,
-               GlobalAveragePooling2D)  # fmt: skip
+CORE_LAYERS = (Dense, Conv2D, BatchNormalization, MaxPooling2D, AveragePooling2D, Dropout, Flatten, Activation, ReLU,
+               Softmax, Reshape, GlobalAveragePooling2D)  # fmt: skip

@@ -269,22 +269,6 @@ def test_every_keras_option_numnet_does_not_compute_is_refused_by_name(tmp_path,
 # -- the file formats people publish --------------------------------------------------------------------
 
 
-def test_a_keras_2_1_sequential_stored_as_a_bare_list_of_layers_loads(tmp_path, mnist_inputs):
-    """Keras <= 2.1 wrote a Sequential's config as the list of its layers."""
-    import h5py
-
-    (_, _), (x_test, _) = mnist_inputs
-    model = numnet.build(numnet.specs.cnn(), seed=3)
-    path = tmp_path / "old.h5"
-    model.save(path)
-    with h5py.File(path, "r+") as h5:
-        config = json.loads(h5.attrs["model_config"])
-        config["config"] = [layer for layer in config["config"]["layers"] if layer["class_name"] != "InputLayer"]
-        config["config"][0]["config"]["batch_input_shape"] = [None, 28, 28, 1]
-        h5.attrs["model_config"] = json.dumps(config)
-    np.testing.assert_array_equal(numnet.load(path).predict(x_test[:20]), model.predict(x_test[:20]))
-
-
 @pytest.mark.parametrize(("name", "saved_as"), [("model.keras", ".h5"), ("model.h5", ".keras")])
 def test_the_reader_is_chosen_by_content_not_by_the_name(tmp_path, mnist_inputs, name, saved_as):
     (_, _), (x_test, _) = mnist_inputs
@@ -301,27 +285,6 @@ def test_a_git_lfs_pointer_is_named_as_such(tmp_path):
         numnet.load(path)
 
 
-def functional_chain():
-    """The seed MLP written with Keras' functional API, as many tutorials write it."""
-    inputs = keras.Input((28, 28, 1))
-    x = keras.layers.Flatten()(inputs)
-    x = keras.layers.Dense(128, activation="relu")(x)
-    outputs = keras.layers.Dense(10, activation="softmax")(x)
-    model = keras.Model(inputs, outputs)
-    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
-    return model
-
-
-@pytest.mark.parametrize("suffix", [".keras", ".h5"])
-def test_a_functional_model_whose_layers_form_a_chain_loads_and_matches_keras(tmp_path, mnist_inputs, suffix):
-    (_, _), (x_test, _) = mnist_inputs
-    model = functional_chain()
-    model.save(tmp_path / f"f{suffix}")
-    ours = numnet.load(tmp_path / f"f{suffix}")
-    assert [layer["type"] for layer in ours.spec["layers"]] == ["Flatten", "Dense", "Dense"]
-    np.testing.assert_allclose(ours.predict(x_test[:50]), model.predict(x_test[:50], verbose=0), atol=1e-5)
-
-
 def test_a_functional_graph_that_is_no_chain_is_refused_by_name(tmp_path):
     inputs = keras.Input((28, 28, 1))
     flat = keras.layers.Flatten()(inputs)
@@ -330,32 +293,6 @@ def test_a_functional_graph_that_is_no_chain_is_refused_by_name(tmp_path):
     keras.Model(inputs, outputs).save(tmp_path / "branches.keras")
     with pytest.raises(ModelFileError, match="is a graph numnet cannot chain: layer 'flatten.*' feeds"):
         numnet.load(tmp_path / "branches.keras")
-
-
-def test_a_keras_2_13_file_with_weights_under_layer_checkpoint_dependencies_loads(tmp_path, mnist_inputs):
-    """tf.keras 2.13-2.14 kept a .keras file's weights under _layer_checkpoint_dependencies/,
-    one group per weighted layer (layer_with_weights-K)."""
-    import io
-
-    import h5py
-
-    (_, _), (x_test, _) = mnist_inputs
-    model = numnet.build(numnet.specs.cnn(), seed=3)
-    model.save(tmp_path / "new.keras")
-    with zipfile.ZipFile(tmp_path / "new.keras") as archive:
-        members = {name: archive.read(name) for name in archive.namelist()}
-    old = io.BytesIO()
-    with h5py.File(io.BytesIO(members["model.weights.h5"]), "r") as new, h5py.File(old, "w") as h5:
-        names = numnet.layers.keras_names([layer["type"] for layer in model.spec["layers"]])
-        weighted = [name for name in names if len(new[f"layers/{name}/vars"])]  # in the model's order
-        for k, name in enumerate(weighted):
-            new.copy(new[f"layers/{name}"], h5, f"_layer_checkpoint_dependencies/layer_with_weights-{k}")
-    members["model.weights.h5"] = old.getvalue()
-    with zipfile.ZipFile(tmp_path / "old.keras", "w") as archive:
-        for name, data in members.items():
-            archive.writestr(name, data)
-    np.testing.assert_array_equal(numnet.load(tmp_path / "old.keras").predict(x_test[:20]),
-                                  model.predict(x_test[:20]))  # fmt: skip
 
 
 LOGITS_MLP = {**numnet.specs.mlp(), "name": "logits",
@@ -404,50 +341,89 @@ def test_a_logits_spec_trains_on_every_engine_and_exports_probabilities_to_tfjs(
     assert config["config"]["layers"][-1]["config"]["activation"] == "softmax"
 
 
-@pytest.mark.parametrize("suffix", [".keras", ".h5"])
-def test_keras_activations_and_relu_softmax_layers_load_and_match_keras(tmp_path, mnist_inputs, suffix):
-    """Activations tutorials use (sigmoid, tanh, elu, leaky_relu, softplus, gelu), and ReLU/Softmax
-    written as layers after a Dense with no activation."""
-    (_, _), (x_test, _) = mnist_inputs
-    L = keras.layers
-    hidden = [L.Dense(32, activation=name) for name in ("sigmoid", "tanh", "elu", "leaky_relu", "softplus", "gelu")]
-    model = keras.Sequential([keras.Input((28, 28, 1)), L.Flatten(), *hidden, L.Dense(32), L.ReLU(), L.Dense(10),
-                              L.Softmax()])  # fmt: skip
-    model.save(tmp_path / f"acts{suffix}")
-    ours = numnet.load(tmp_path / f"acts{suffix}")
-    assert not ours.outputs_logits and ours.spec["layers"][-1] == {"type": "Softmax", "axis": -1}
-    np.testing.assert_allclose(ours.predict(x_test[:50]), model.predict(x_test[:50], verbose=0), atol=1e-5)
+# -- the corpus: every format people publish, holding every layer numnet reads, against Keras --------
 
 
-def test_reshape_and_global_average_pooling_load_and_match_keras(tmp_path, mnist_inputs):
-    (_, _), (x_test, _) = mnist_inputs
-    L = keras.layers
-    model = keras.Sequential([keras.Input((28, 28, 1)), L.Reshape((28, 28, 1)), L.Conv2D(8, 3, activation="relu"),
-                              L.GlobalAveragePooling2D(), L.Dense(10, activation="softmax")])  # fmt: skip
-    model.save(tmp_path / "gap.keras")
-    ours = numnet.load(tmp_path / "gap.keras")
-    assert [layer["type"] for layer in ours.spec["layers"]] == ["Reshape", "Conv2D", "GlobalAveragePooling2D", "Dense"]
-    np.testing.assert_allclose(ours.predict(x_test[:50]), model.predict(x_test[:50], verbose=0), atol=1e-5)
+def corpus_layers(name):
+    """Two digit classifiers between them holding every layer and option numnet reads from Keras."""
+    if name == "tutorial":
+        return [L.Conv2D(8, 3, strides=2, padding="same", use_bias=False), L.BatchNormalization(), L.ReLU(),
+                L.MaxPooling2D(3, strides=2, padding="same"), L.Conv2D(8, 3, activation="elu", padding="same"),
+                L.AveragePooling2D(2, padding="same"), L.Dropout(0.2), L.GlobalAveragePooling2D(),
+                L.Dense(16, activation="sigmoid"), L.Dense(10)]  # fmt: skip
+    return [L.Reshape((28, 28, 1)), L.Conv2D(6, 5, activation="relu"), L.MaxPooling2D((4, 4)),
+            L.AveragePooling2D((2, 3), strides=1), L.Flatten(), L.Dense(16, activation="tanh"),
+            L.Dense(16, activation="leaky_relu"), L.Dense(16, activation="softplus"), L.Dense(16, use_bias=False),
+            L.Activation("gelu"), L.Dense(10), L.Softmax()]  # fmt: skip
 
 
-@pytest.mark.parametrize("suffix", [".keras", ".h5"])
-def test_strided_unbiased_convolutions_and_any_pooling_load_and_match_keras(tmp_path, mnist_inputs, suffix):
-    """What current tutorials write: strided convolutions without a bias before batch norm, pools of
-    other sizes, strides and 'same' padding, average pooling, a Dense without a bias."""
-    (_, _), (x_test, _) = mnist_inputs
-    L = keras.layers
-    model = keras.Sequential([
-        keras.Input((28, 28, 1)), L.Conv2D(8, 3, strides=2, padding="same", use_bias=False), L.BatchNormalization(),
-        L.ReLU(), L.MaxPooling2D(3, strides=2, padding="same"), L.Conv2D(8, 3, padding="same", activation="relu"),
-        L.AveragePooling2D((2, 2), padding="same"), L.MaxPooling2D(pool_size=(2, 1), strides=1),
-        L.AveragePooling2D(2), L.Flatten(), L.Dense(16, use_bias=False, activation="relu"),
-        L.Dense(10, activation="softmax"),
-    ])  # fmt: skip
-    model.set_weights([w + np.random.default_rng(1).normal(0, 0.1, w.shape) for w in model.get_weights()])
-    model.save(tmp_path / f"tutorial{suffix}")
-    ours = numnet.load(tmp_path / f"tutorial{suffix}")
-    theirs_counts = [len(layer.get_weights()) for layer in model.layers if layer.get_weights()]
-    assert [len(layer.weights()) for layer in ours.layers if layer.weights()] == theirs_counts == [1, 4, 2, 1, 2]
-    assert ours.spec["layers"][0] == {"type": "Conv2D", "filters": 8, "kernel_size": 3, "strides": 2,
-                                      "padding": "same", "activation": None, "use_bias": False}  # fmt: skip
-    np.testing.assert_allclose(ours.predict(x_test[:50]), model.predict(x_test[:50], verbose=0), atol=1e-5)
+def corpus_model(name, functional):
+    if not functional:
+        return keras.Sequential([keras.Input((28, 28, 1)), *corpus_layers(name)])
+    inputs = x = keras.Input((28, 28, 1))
+    for layer in corpus_layers(name):
+        x = layer(x)
+    return keras.Model(inputs, x)
+
+
+def as_keras_2_1_list(path):
+    """Keras <= 2.1's HDF5: the Sequential's config is the bare list of its layers."""
+    import h5py
+
+    with h5py.File(path, "r+") as h5:
+        config = json.loads(h5.attrs["model_config"])
+        layers = [layer for layer in config["config"]["layers"] if layer["class_name"] != "InputLayer"]
+        layers[0]["config"]["batch_input_shape"] = [None, 28, 28, 1]
+        h5.attrs["model_config"] = json.dumps({"class_name": "Sequential", "config": layers})
+
+
+def as_tf_keras_2_13(path, model):
+    """tf.keras 2.13-2.14's .keras: weights under _layer_checkpoint_dependencies/layer_with_weights-K."""
+    import io
+
+    import h5py
+
+    with zipfile.ZipFile(path) as archive:
+        members = {name: archive.read(name) for name in archive.namelist()}
+    old = io.BytesIO()
+    with h5py.File(io.BytesIO(members["model.weights.h5"]), "r") as new, h5py.File(old, "w") as h5:
+        # Keras 3 names each group by its class and place among the model's layers of that class.
+        names = numnet.layers.keras_names([type(layer).__name__ for layer in model.layers])
+        weighted = [name for name, layer in zip(names, model.layers) if layer.weights]
+        for k, name in enumerate(weighted):
+            new.copy(new[f"layers/{name}"], h5, f"_layer_checkpoint_dependencies/layer_with_weights-{k}")
+    members["model.weights.h5"] = old.getvalue()
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+
+
+CORPUS_FORMATS = {  # format -> (the file's name, how Keras saves it, Functional or not, what turns it old)
+    "keras-3": ("m.keras", ".keras", False, None),
+    "keras-2-h5": ("m.h5", ".h5", False, None),
+    "keras-2.1-list-h5": ("m.h5", ".h5", False, as_keras_2_1_list),
+    "tf-keras-2.13": ("m.keras", ".keras", False, as_tf_keras_2_13),
+    "h5-named-keras": ("m.keras", ".h5", False, None),
+    "functional-keras": ("m.keras", ".keras", True, None),
+    "functional-h5": ("m.h5", ".h5", True, None),
+}
+
+
+@pytest.mark.parametrize("network", ["tutorial", "classic"])
+@pytest.mark.parametrize("file_format", sorted(CORPUS_FORMATS))
+def test_the_corpus_every_format_with_every_layer_loads_and_matches_keras(tmp_path, mnist_inputs, network,
+                                                                         file_format):  # fmt: skip
+    (x_train, y_train), (x_test, _) = mnist_inputs
+    name, saved_as, functional, make_old = CORPUS_FORMATS[file_format]
+    model = corpus_model(network, functional)
+    model.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=network == "tutorial"))
+    model.fit(x_train[:512], y_train[:512], epochs=1, batch_size=128, verbose=0)  # batch norm's statistics move
+    model.save(tmp_path / f"saved{saved_as}")
+    (tmp_path / f"saved{saved_as}").rename(tmp_path / name)
+    if make_old is as_tf_keras_2_13:
+        make_old(tmp_path / name, model)
+    elif make_old:
+        make_old(tmp_path / name)
+    ours = numnet.load(tmp_path / name)
+    assert ours.outputs_logits == (network == "tutorial")
+    np.testing.assert_allclose(ours.predict(x_test[:64]), model.predict(x_test[:64], verbose=0), atol=1e-4)

@@ -239,7 +239,8 @@ def model_structure(spec: dict[str, Any]) -> Figure:
     ax.set_axis_off()
     ax.set_xlim(0, 1)
     ax.set_ylim(len(layers) + 1.5, -0.5)
-    fills = {"Conv2D": "#bbdefb", "Dense": "#c8e6c9", "BatchNormalization": "#fff9c4", "MaxPooling2D": "#ffe0b2"}
+    fills = {"Conv2D": "#bbdefb", "Dense": "#c8e6c9", "BatchNormalization": "#fff9c4", "MaxPooling2D": "#ffe0b2",
+             "AveragePooling2D": "#ffe0b2", "GlobalAveragePooling2D": "#ffe0b2"}  # fmt: skip
     ax.text(0.5, 0, f"input {tuple(spec['input_shape'])}", ha="center", va="center", fontsize=10)
     for row, ((name, layer), params) in enumerate(zip(layers, counts), start=1):
         ax.annotate("", xy=(0.5, row - 0.3), xytext=(0.5, row - 0.7), arrowprops={"arrowstyle": "->"})

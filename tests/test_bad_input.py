@@ -77,7 +77,17 @@ def test_labels_are_checked(mlp):
         ({"input_shape": [784], "layers": [{"type": "Dense", "units": 1}]}, "one score per class"),
         ({"input_shape": [4, 4, 1], "layers": [{"type": "Conv2D", "filters": 2, "kernel_size": 3}]}, "flat output"),
         ({"input_shape": [4, 4, 1], "layers": [{"type": "Conv2D", "filters": 2, "kernel_size": 5}]},
-         "layer 1 (Conv2D) shrinks its input to (0, 0, 2)"),
+         r"layer 1 \(Conv2D\) shrinks its input to \(0, 0, 2\)"),
+        *[({"input_shape": [8, 8, 1], "layers": [{"type": "Conv2D", "filters": 2, **option}]}, message)
+          for option, message in (({"strides": 0}, "strides must be a positive integer, got 0"),
+                                  ({"strides": [2, 1]}, "strides must be square"),
+                                  ({"kernel_size": [3, 3, 3]}, "kernel_size must be square"),
+                                  ({"use_bias": 1}, "use_bias must be true or false, got 1"))],
+        *[({"input_shape": [8, 8, 1], "layers": [{"type": pool, **option}]}, message)
+          for pool in ("MaxPooling2D", "AveragePooling2D")
+          for option, message in (({"pool_size": [2, 2, 2]}, "pool_size must be a positive integer or a pair"),
+                                  ({"strides": True}, "strides must be a positive integer or a pair"),
+                                  ({"padding": "SAME"}, "padding must be 'valid' or 'same', got 'SAME'"))],
         ({"input_shape": "28x28", "layers": []}, "input_shape"),
         ({"input_shape": [784], "layers": [{"type": "Flatten"}], "optimizer": {"type": "rmsprop"}},
          "optimizer must be"),

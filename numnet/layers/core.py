@@ -204,8 +204,8 @@ def _square(layer: Layer, key: str) -> None:
     """An option Keras writes as one number or a (rows, columns) pair, numnet's layer only square."""
     value = layer.config[key]
     if isinstance(value, list | tuple):
-        if not value or any(side != value[0] for side in value):
-            raise SpecError(f"{layer.type} {key} must be square, got {value}")
+        if len(value) not in (1, 2) or any(side != value[0] for side in value):
+            raise SpecError(f"{layer.type} {key} must be square (one number or a pair of equal ones), got {value}")
         layer.config[key] = value = value[0]
     _check_positive(layer, key)
 

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from numnet import specs
 from numnet.backends import BACKENDS
+from numnet.callbacks import require_tensorboard
 from numnet.errors import NumnetError, exit_status
 from numnet.runs.grid import GRIDS, expand_grid, read_grid
 from numnet.runs.local import run_grid
@@ -33,6 +34,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--early-stopping", type=SETTINGS["early_stopping"].parse, metavar="PATIENCE",
                         help="every run stops when its validation loss (or loss) has not improved for PATIENCE "
                         "epochs, keeping the best weights (a grid's own early_stopping wins)")  # fmt: skip
+    parser.add_argument("--tensorboard", type=Path, metavar="DIR",
+                        help="log every run's epochs for TensorBoard in DIR/<run name>: `tensorboard --logdir DIR` "
+                        "shows the grid's curves side by side")  # fmt: skip
     parser.add_argument("--quiet", action="store_true", help="no progress line")
     return parser.parse_args(argv)
 
@@ -41,6 +45,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     out = args.out or Path("runs") / Path(args.grid).stem
     try:
+        if args.tensorboard:
+            require_tensorboard()
         grid = read_grid(args.grid)
         if args.early_stopping is not None:
             grid = {"early_stopping": args.early_stopping, **grid}
@@ -50,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
         epochs = sum(settings["epochs"] for settings in grid_runs)
         print(f"{len(grid_runs)} run(s), {epochs} epochs on {args.backend}; results in {out}")
         start = time.perf_counter()
-        records = run_grid(grid_runs, args.backend, out, verbose=not args.quiet)
+        records = run_grid(grid_runs, args.backend, out, verbose=not args.quiet, tensorboard=args.tensorboard)
     except KeyboardInterrupt:
         print("\ninterrupted; run the same command again to continue from the last finished epoch", file=sys.stderr)
         return 130

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from numnet import data, runs, specs
 from numnet.backends import BACKENDS
+from numnet.callbacks import require_tensorboard
 from numnet.errors import InputError, NumnetError, exit_status
 from numnet.formats.npz import read_header
 from numnet.io import models_dir
@@ -54,6 +55,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         "beside the checkpoint)")  # fmt: skip
     parser.add_argument("--strategy", choices=("default", "mirrored"),
                         help="tensorflow only: 'mirrored' trains on all local GPUs")  # fmt: skip
+    parser.add_argument("--tensorboard", type=Path, metavar="DIR",
+                        help="log each epoch for TensorBoard in DIR/<run name> (tensorboard --logdir DIR)")  # fmt: skip
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     return parser.parse_args(argv)
 
@@ -104,6 +107,8 @@ def report(run: runs.Run, files: runs.RunFiles, record: dict) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
+        if args.tensorboard:
+            require_tensorboard()
         planned = planned_runs(args)
         mnist = data.load_mnist()
         total = time.perf_counter()
@@ -112,7 +117,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"\n== {run.name}: {run.settings} on {model.backend} ({describe_device(model)})")
             model.summary()
             try:
-                record = runs.train(run, files, mnist, verbose=not args.quiet)
+                logs = args.tensorboard / run.name if args.tensorboard else None
+                record = runs.train(run, files, mnist, verbose=not args.quiet, tensorboard=logs)
             except KeyboardInterrupt:
                 if files.checkpoint.exists():
                     done = read_header(files.checkpoint).get("epochs_done")

@@ -169,3 +169,75 @@ def test_bad_callback_settings_are_refused_by_name():
         callbacks.EarlyStopping(monitor="val_f1")
     with pytest.raises(numnet.NumnetError, match="factor"):
         callbacks.ReduceLROnPlateau(factor=2.0)
+
+
+def read_events(folder) -> dict[str, dict[str, list[tuple[int, float]]]]:
+    """Every scalar under `folder`'s train/ and validation/ runs, read by TensorBoard's own reader."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.util import tensor_util
+
+    runs = {}
+    for part in ("train", "validation"):
+        events = EventAccumulator(str(folder / part))
+        events.Reload()
+        tags = events.Tags()
+        scalars = {tag: [(e.step, e.value) for e in events.Scalars(tag)] for tag in tags["scalars"]}
+        # Keras on TensorFlow writes its scalars as float tensors (and the model's config as text).
+        numeric = [tag for tag in tags["tensors"] if events.Tensors(tag)[0].tensor_proto.dtype in (1, 2)]
+        tensors = {
+            tag: [(e.step, float(tensor_util.make_ndarray(e.tensor_proto))) for e in events.Tensors(tag)]
+            for tag in numeric
+        }
+        runs[part] = {**scalars, **tensors}
+    return runs
+
+
+@pytest.mark.parametrize("backend", ["numba", "tensorflow"])
+def test_tensorboard_logs_every_epoch_where_tensorboard_reads_it_and_a_resumed_fit_continues(
+    backend, mnist_inputs, tmp_path
+):
+    (x_train, y_train), _ = mnist_inputs
+    model = numnet.build(numnet.specs.mlp(), backend=backend, seed=0)
+    fit = dict(batch_size=100, verbose=0, validation_split=0.2)
+    first = model.fit(x_train[:500], y_train[:500], epochs=2, callbacks=[callbacks.TensorBoard(tmp_path)], **fit)
+    again = model.fit(x_train[:500], y_train[:500], epochs=1, callbacks=[callbacks.TensorBoard(tmp_path)], **fit)
+    logged = read_events(tmp_path)
+    for part, prefix in (("train", ""), ("validation", "val_")):
+        for tag in ("loss", "accuracy"):
+            values = first[prefix + tag] + again[prefix + tag]
+            assert logged[part][f"epoch_{tag}"] == [(step, pytest.approx(v)) for step, v in enumerate(values)]
+    assert logged["train"]["epoch_learning_rate"] == [(step, pytest.approx(1e-3)) for step in range(3)]
+
+
+def test_tensorboard_writes_the_runs_and_tags_keras_writes(mnist_inputs, tmp_path):
+    (x_train, y_train), _ = mnist_inputs
+    theirs = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Flatten(), keras.layers.Dense(10, "softmax")])
+    theirs.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    theirs.fit(x_train[:300], y_train[:300], epochs=2, validation_split=0.2, verbose=0,
+               callbacks=[keras.callbacks.TensorBoard(tmp_path / "keras")])  # fmt: skip
+    ours = numnet.build(numnet.specs.mlp(), seed=0)
+    ours.fit(x_train[:300], y_train[:300], epochs=2, validation_split=0.2, verbose=0,
+             callbacks=[callbacks.TensorBoard(tmp_path / "numnet")])  # fmt: skip
+    keras_runs, numnet_runs = read_events(tmp_path / "keras"), read_events(tmp_path / "numnet")
+    assert {part: sorted(tags) for part, tags in numnet_runs.items()} == {
+        part: sorted(tags) for part, tags in keras_runs.items()
+    }
+    assert [step for step, _ in numnet_runs["validation"]["epoch_loss"]] == [0, 1]
+
+
+@pytest.mark.parametrize("option", [{"histogram_freq": 1}, {"update_freq": "batch"}, {"write_images": True}])
+def test_tensorboard_options_numnet_does_not_log_are_refused_by_name(option):
+    with pytest.raises(numnet.errors.InputError, match=f"TensorBoard {next(iter(option))}=.* is not supported"):
+        callbacks.TensorBoard("logs", **option)
+
+
+@pytest.mark.parametrize("command", ["train", "experiments"])
+def test_tensorboard_without_its_package_names_the_install_line_before_training(command, tmp_path):
+    import subprocess
+    import sys
+
+    code = ("import sys; sys.modules['tensorboard'] = None; import numnet." + command + " as c; "
+            "sys.exit(c.main(['--tensorboard', 'logs', '--out', 'out']))")  # fmt: skip
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
+    assert result.returncode == 2
+    assert "pip install 'numnet[tensorboard]'" in result.stderr and not (tmp_path / "out").exists()

@@ -10,6 +10,7 @@ import sys
 import numpy as np
 import pytest
 from PIL import Image
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import numnet
 from numnet import report
@@ -230,10 +231,16 @@ def test_command_lines_run_a_grid_file_and_draw_its_report(tmp_path):
     grid.write_text('model = "mlp"\nepochs = [1, 2]\ntrain_samples = 300\ntest_samples = 100\n')
     env = home_with_mnist(tmp_path)
     out = tmp_path / "out"
-    command = [sys.executable, "-m", "numnet.experiments", "--grid", str(grid), "--out", str(out), "--quiet"]
+    command = [sys.executable, "-m", "numnet.experiments", "--grid", str(grid), "--out", str(out), "--quiet",
+               "--tensorboard", str(tmp_path / "tensorboard")]  # fmt: skip
     result = subprocess.run(command, capture_output=True, text=True, env=env)
     assert result.returncode == 0, result.stderr
     assert "mlp-e1-b100-v0-s0-n300-t100" in result.stdout and "mlp-e2-b100-v0-s0-n300-t100" in result.stdout
+    for name in ("mlp-e1-b100-v0-s0-n300-t100", "mlp-e2-b100-v0-s0-n300-t100"):  # side by side in TensorBoard
+        events = EventAccumulator(str(tmp_path / "tensorboard" / name / "train"))
+        events.Reload()
+        losses = [event.value for event in events.Scalars("epoch_loss")]
+        assert losses == pytest.approx(json.loads((out / name / "run.json").read_text())["history"]["loss"])
     assert "python -m numnet.report" in result.stdout
     drawn = subprocess.run([sys.executable, "-m", "numnet.report", str(out)], capture_output=True, text=True, env=env)
     assert drawn.returncode == 0, drawn.stderr

@@ -22,7 +22,7 @@ import numpy as np
 import numnet
 from numnet import data, specs
 from numnet.backends import get_backend
-from numnet.callbacks import EarlyStopping, LambdaCallback
+from numnet.callbacks import EarlyStopping, LambdaCallback, TensorBoard
 from numnet.errors import NumnetError, RunError, preview
 from numnet.formats.npz import read_header
 from numnet.formats.save import save_model
@@ -125,11 +125,14 @@ def _subset(mnist, settings: dict[str, Any]):
     return (x_train[:n_train], y_train[:n_train]), (x_test[:n_test], y_test[:n_test])
 
 
-def train(run: Run, files: RunFiles, mnist=None, verbose: bool = True, on_epoch=None) -> dict[str, Any]:
+def train(
+    run: Run, files: RunFiles, mnist=None, verbose: bool = True, on_epoch=None, tensorboard: Path | None = None
+) -> dict[str, Any]:
     """Trains `run` to its epochs, checkpointing after each one, then measures it and writes its record.
 
     Ctrl-C (KeyboardInterrupt) leaves the checkpoint of the last complete epoch as it is: a
-    half-trained epoch is never saved. `on_epoch(run)` runs after each epoch's checkpoint.
+    half-trained epoch is never saved. `on_epoch(run)` runs after each epoch's checkpoint; with
+    `tensorboard`, each epoch is logged there too (numnet.callbacks.TensorBoard).
     """
     model, settings = run.model, run.settings
     mnist = mnist if mnist is not None else data.load_mnist()
@@ -154,6 +157,8 @@ def train(run: Run, files: RunFiles, mnist=None, verbose: bool = True, on_epoch=
     if settings.get("early_stopping") is not None:
         monitor = "val_loss" if settings.get("validation_split") else "loss"
         callbacks.append(EarlyStopping(monitor, patience=settings["early_stopping"], restore_best_weights=True))
+    if tensorboard is not None:
+        callbacks.append(TensorBoard(tensorboard))
     callbacks.append(LambdaCallback(on_epoch_end=checkpoint))
     model.fit(
         x_train, y_train, epochs=max(settings["epochs"] - model.epochs_done, 0),

@@ -38,8 +38,9 @@ class GridProgress:
 
 
 def run_one(
-    settings: dict[str, Any], backend: str, run_dir: Path, mnist, progress: GridProgress, index: int, count: int
-) -> dict[str, Any]:
+    settings: dict[str, Any], backend: str, run_dir: Path, mnist, progress: GridProgress, index: int, count: int,
+    tensorboard: Path | None = None,
+) -> dict[str, Any]:  # fmt: skip
     """Trains one run (from its checkpoint when there is one) and writes its record."""
     name = run_name(settings)
     files = runs.RunFiles.folder(run_dir)
@@ -55,15 +56,18 @@ def run_one(
     def epoch_done(run: runs.Run) -> None:
         progress.epoch(name, index, count, run.model.history)
 
-    record = runs.train(run, files, mnist, verbose=False, on_epoch=epoch_done)
+    logs = tensorboard / name if tensorboard else None
+    record = runs.train(run, files, mnist, verbose=False, on_epoch=epoch_done, tensorboard=logs)
     progress.skip(settings["epochs"] - len(record["history"]["loss"]))
     return record
 
 
 def run_grid(
-    grid_runs: list[dict[str, Any]], backend: str, out: Path, verbose: bool = True, mnist=None
-) -> list[dict[str, Any]]:
-    """Runs every settings dict not already finished under `out`; returns all records in grid order."""
+    grid_runs: list[dict[str, Any]], backend: str, out: Path, verbose: bool = True, mnist=None,
+    tensorboard: Path | None = None,
+) -> list[dict[str, Any]]:  # fmt: skip
+    """Runs every settings dict not already finished under `out`; returns all records in grid order;
+    with `tensorboard`, each run's epochs are logged in tensorboard/<run name>."""
     output_folder(out, GridError)
     names = [run_name(settings) for settings in grid_runs]
     if len(set(names)) != len(names):
@@ -87,7 +91,7 @@ def run_grid(
             if name in finished:
                 records.append(read_record(runs.RunFiles.folder(out / name).record))
                 continue
-            records.append(run_one(settings, backend, out / name, mnist, progress, index, len(grid_runs)))
+            records.append(run_one(settings, backend, out / name, mnist, progress, index, len(grid_runs), tensorboard))
             if verbose:
                 tqdm.write(f"{name}: test accuracy {records[-1]['test_accuracy']:.2%} "
                            f"in {records[-1]['train_seconds']:.0f} s")  # fmt: skip

@@ -72,6 +72,8 @@ def load(path: str | Path, backend: str | None = None):
         model.set_weights(weights)
         if optimizer_state is not None:
             model.optimizer.set_state(optimizer_state)
+        if header.get("random_state") is not None:
+            model.set_random_state(header["random_state"])
     except (NumnetError, ValueError) as error:
         raise ModelFileError(f"model file '{path}' is not usable: {error}") from None
     model.epochs_done = epochs_done

@@ -19,9 +19,10 @@ from pathlib import Path
 from numnet import specs
 from numnet.backends import BACKENDS
 from numnet.callbacks import require_tensorboard
-from numnet.errors import NumnetError, exit_status
+from numnet.errors import InputError, NumnetError, exit_status
 from numnet.runs.grid import GRIDS, expand_grid, read_grid
 from numnet.runs.local import run_grid
+from numnet.runs.ray_cluster import run_grid_on_ray
 from numnet.settings import SETTINGS, positive_number
 
 
@@ -37,6 +38,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--tensorboard", type=Path, metavar="DIR",
                         help="log every run's epochs for TensorBoard in DIR/<run name>: `tensorboard --logdir DIR` "
                         "shows the grid's curves side by side")  # fmt: skip
+    parser.add_argument("--cluster", choices=("ray",), help="run the grid's runs as Ray tasks (default: one after "
+                        "another on this machine)")  # fmt: skip
+    parser.add_argument("--address", help="with --cluster ray: the cluster to join (auto, HOST:PORT or "
+                        "ray://HOST:10001); default: start Ray on this machine for this command")  # fmt: skip
+    parser.add_argument("--cpus-per-run", type=SETTINGS["epochs"].parse, metavar="N",
+                        help="with --cluster ray: CPUs (kernel threads) per run; default: a whole node's")  # fmt: skip
     parser.add_argument("--quiet", action="store_true", help="no progress line")
     return parser.parse_args(argv)
 
@@ -56,7 +63,15 @@ def main(argv: list[str] | None = None) -> int:
         epochs = sum(settings["epochs"] for settings in grid_runs)
         print(f"{len(grid_runs)} run(s), {epochs} epochs on {args.backend}; results in {out}")
         start = time.perf_counter()
-        records = run_grid(grid_runs, args.backend, out, verbose=not args.quiet, tensorboard=args.tensorboard)
+        if args.cluster == "ray":
+            if args.tensorboard:
+                raise InputError("--tensorboard does not yet log runs on a Ray cluster; run the grid without --cluster")
+            records = run_grid_on_ray(grid_runs, args.backend, out, args.address, args.cpus_per_run,
+                                      verbose=not args.quiet)  # fmt: skip
+        else:
+            if args.address or args.cpus_per_run:
+                raise InputError("--address and --cpus-per-run go with --cluster ray")
+            records = run_grid(grid_runs, args.backend, out, verbose=not args.quiet, tensorboard=args.tensorboard)
     except KeyboardInterrupt:
         print("\ninterrupted; run the same command again to continue from the last finished epoch", file=sys.stderr)
         return 130

@@ -271,3 +271,49 @@ def test_wrong_types_inside_a_checkpoint_are_named_or_left_out(tmp_path, mnist, 
             runs.resume_run(files.checkpoint)
     else:
         assert runs.resume_run(files.checkpoint).history == {}  # the damaged history is left out, not trusted
+
+
+def test_a_resumed_run_equals_an_unbroken_one_bit_for_bit(tmp_path, mnist):
+    """The checkpoint carries where the shuffle, dropout and augmentation generators stand, so the
+    epochs after a break draw what they would have drawn (the seed CNN has dropout)."""
+    import shutil
+
+    from numnet import runs
+
+    settings = {"epochs": 3, "batch_size": 128, "train_samples": 512, "test_samples": 100, "seed": 0}
+    unbroken = runs.new_run("a", "cnn", settings, "numba")
+    runs.train(unbroken, runs.RunFiles.folder(tmp_path / "a"), mnist, verbose=False)
+    broken = runs.new_run("b", "cnn", {**settings, "epochs": 2}, "numba")
+    files = runs.RunFiles.folder(tmp_path / "b")
+    runs.train(
+        broken, files, mnist, verbose=False, on_epoch=lambda _: shutil.copy(files.checkpoint, tmp_path / "ck.npz")
+    )
+    resumed = runs.resume_run(tmp_path / "ck.npz")
+    resumed.settings["epochs"] = 3
+    runs.train(resumed, runs.RunFiles.folder(tmp_path / "c"), mnist, verbose=False)
+    for a, c in zip(numnet.load(tmp_path / "a" / "model.npz").get_weights(),
+                    numnet.load(tmp_path / "c" / "model.npz").get_weights()):  # fmt: skip
+        np.testing.assert_array_equal(a, c)
+
+
+@pytest.mark.parametrize("state", ["x", {"dropout": 1}, "pcg-out-of-range"])
+def test_a_model_file_with_a_bad_random_state_is_refused_by_name(tmp_path, state):
+    import json
+    import zipfile
+
+    from numnet.errors import ModelFileError
+
+    numnet.build(numnet.specs.cnn()).save(tmp_path / "m.npz")
+    with zipfile.ZipFile(tmp_path / "m.npz") as archive:
+        members = {name: archive.read(name) for name in archive.namelist()}
+    header = json.loads(members["header.json"])
+    if state == "pcg-out-of-range":
+        state = header["random_state"]
+        state["dropout"]["state"]["inc"] = 1 << 130
+    header["random_state"] = state
+    members["header.json"] = json.dumps(header).encode()
+    with zipfile.ZipFile(tmp_path / "bad.npz", "w") as archive:
+        for name, content in members.items():
+            archive.writestr(name, content)
+    with pytest.raises(ModelFileError, match="random_state"):
+        numnet.load(tmp_path / "bad.npz")

@@ -33,6 +33,7 @@ class Model(ModelAPI):
         self.dropout_rng = np.random.default_rng([seed, 1])
         self.shuffle_rng = np.random.default_rng([seed, 2])
         streams = {"dropout": self.dropout_rng, "augmentation": np.random.default_rng([seed, 3])}
+        self.generators = {**streams, "shuffle": self.shuffle_rng}  # what a checkpoint carries
 
         self.layer_names = keras_names([layer.type for layer in self.layers])
         shape = self.input_shape
@@ -58,6 +59,19 @@ class Model(ModelAPI):
         self.num_classes = shape[0]
         self.optimizer = make_optimizer(self.spec["optimizer"], self.trainable_weights(), kernels)
         self.epochs_done = 0
+
+    def random_state(self) -> dict[str, Any]:
+        """Where each seeded generator stands: a run resumed from a checkpoint then shuffles and draws
+        what it would have without the break, bit for bit."""
+        return {name: rng.bit_generator.state for name, rng in self.generators.items()}
+
+    def set_random_state(self, state: Any) -> None:
+        if not isinstance(state, dict) or set(state) != set(self.generators):
+            raise ValueError(f"random_state must name the generators {sorted(self.generators)}")
+        for name, value in state.items():
+            if not _pcg64_state(value):
+                raise ValueError(f"random_state {name!r} is not a PCG64 generator's state")
+            self.generators[name].bit_generator.state = value
 
     # -- forward / backward -------------------------------------------------------------------
     def trainable_weights(self) -> list[Any]:
@@ -184,3 +198,14 @@ class Model(ModelAPI):
         if print_fn is not None:
             print_fn(result)
         return result
+
+
+def _pcg64_state(value: Any) -> bool:
+    """A state as numpy's PCG64 writes it, every number in its range."""
+    if not isinstance(value, dict) or value.get("bit_generator") != "PCG64" or not isinstance(value.get("state"), dict):
+        return False
+    inner = value["state"]
+    words = [inner.get("state"), inner.get("inc")]
+    return (all(type(w) is int and 0 <= w < 1 << 128 for w in words)
+            and value.get("has_uint32") in (0, 1)
+            and type(value.get("uinteger")) is int and 0 <= value["uinteger"] < 1 << 32)  # fmt: skip

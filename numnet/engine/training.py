@@ -70,6 +70,12 @@ class ModelAPI:
     history: History | None = None
     learning_rate: float  # a property on each backend: callbacks read and set it
 
+    def random_state(self) -> dict[str, Any] | None:
+        """Where the backend's seeded generators stand, for checkpoints (None: it keeps its own)."""
+        return None
+
+    def set_random_state(self, state: Any) -> None: ...
+
     # -- what a backend supplies ---------------------------------------------------------------
     def _train_epoch(self, x: np.ndarray, y: np.ndarray, batch_size: int, shuffle: bool, progress: EpochProgress):
         """One pass over (x, y); returns the epoch's mean loss and accuracy."""

@@ -54,8 +54,10 @@ def write_model(
     weights: list[np.ndarray],
     optimizer_state: list[np.ndarray],
     run: dict[str, Any] | None = None,
+    random_state: dict[str, Any] | None = None,
 ) -> None:
-    """Writes numnet's format atomically; `run` (settings and history of a run) goes into the header."""
+    """Writes numnet's format atomically; `run` (settings and history of a run) and `random_state`
+    (where the model's generators stand) go into the header."""
     header = {
         "format": FORMAT,
         "version": VERSION,
@@ -67,6 +69,8 @@ def write_model(
     }
     if run is not None:
         header["run"] = run
+    if random_state is not None:
+        header["random_state"] = random_state
     with atomic_write(path) as f, zipfile.ZipFile(f, "w", zipfile.ZIP_STORED) as archive:
         archive.writestr("header.json", json.dumps(header))
         for i, w in enumerate(weights):

@@ -21,4 +21,5 @@ def save_model(model: Any, path: str | Path, run: dict[str, Any] | None = None) 
         weights=model.get_weights(),
         optimizer_state=model.optimizer.get_state(),
         run=run,
+        random_state=model.random_state(),
     )

@@ -62,12 +62,9 @@ def run_one(
     return record
 
 
-def run_grid(
-    grid_runs: list[dict[str, Any]], backend: str, out: Path, verbose: bool = True, mnist=None,
-    tensorboard: Path | None = None,
-) -> list[dict[str, Any]]:  # fmt: skip
-    """Runs every settings dict not already finished under `out`; returns all records in grid order;
-    with `tensorboard`, each run's epochs are logged in tensorboard/<run name>."""
+def prepare(grid_runs: list[dict[str, Any]], backend: str, out: Path) -> tuple[list[str], set[str], list[int]]:
+    """Every executor's start: `out` made and the grid written there; the runs' names, those already
+    finished, and the epochs each finished or checkpointed run has done."""
     output_folder(out, GridError)
     names = [run_name(settings) for settings in grid_runs]
     if len(set(names)) != len(names):
@@ -81,8 +78,18 @@ def run_grid(
             try:
                 already.append(read_header(out / name / "checkpoint.npz").get("epochs_done", 0))
             except NumnetError:
-                pass  # run_one says what is wrong with it when it gets there
+                pass  # the executor says what is wrong with it when it gets there
     write_json(out / "grid.json", {"backend": backend, "runs": grid_runs})
+    return names, finished, already
+
+
+def run_grid(
+    grid_runs: list[dict[str, Any]], backend: str, out: Path, verbose: bool = True, mnist=None,
+    tensorboard: Path | None = None,
+) -> list[dict[str, Any]]:  # fmt: skip
+    """Runs every settings dict not already finished under `out`; returns all records in grid order;
+    with `tensorboard`, each run's epochs are logged in tensorboard/<run name>."""
+    names, finished, already = prepare(grid_runs, backend, out)
     mnist = mnist if mnist is not None else data.load_mnist()
     progress = GridProgress(grid_runs, already, enabled=verbose)
     records = []

@@ -251,13 +251,45 @@ def require_tensorboard() -> Any:
     return EventFileWriter
 
 
+class EventLog:
+    """One run's TensorBoard event files, as Keras' callback writes them: `log_dir/train` and
+    `log_dir/validation`, tags `epoch_loss`, `epoch_accuracy`, `epoch_learning_rate` at the epoch,
+    and validation's `evaluation_*_vs_iterations` at the optimizer's step count. Written with the
+    `tensorboard` package's own event writer, flushed every epoch (an interrupted run keeps them)."""
+
+    def __init__(self, log_dir: str | Path) -> None:
+        self.log_dir, self.open_writer = Path(log_dir), require_tensorboard()
+        self.writers: dict[str, Any] = {}
+
+    def epoch(self, epoch: int, logs: Logs, learning_rate: float, iterations: int) -> None:
+        """Logs epoch `epoch` (from 0, counted over the whole run, so a resumed run continues its curves)."""
+        from tensorboard.compat.proto.event_pb2 import Event
+        from tensorboard.compat.proto.summary_pb2 import Summary
+
+        train = {"loss": logs.get("loss"), "accuracy": logs.get("accuracy"), "learning_rate": float(learning_rate)}
+        validation = {"loss": logs.get("val_loss"), "accuracy": logs.get("val_accuracy")}
+        by_step = {f"evaluation_{tag}_vs_iterations": value for tag, value in validation.items()}
+        events = [("train", "epoch_", train, epoch), ("validation", "epoch_", validation, epoch),
+                  ("validation", "", by_step, int(iterations))]  # fmt: skip
+        for part, prefix, scalars, step in events:
+            summary = Summary(value=[Summary.Value(tag=prefix + tag, simple_value=float(value))
+                                     for tag, value in scalars.items() if value is not None])  # fmt: skip
+            if not summary.value:
+                continue
+            if part not in self.writers:
+                self.writers[part] = self.open_writer(str(self.log_dir / part))
+            self.writers[part].add_event(Event(wall_time=time.time(), step=step, summary=summary))
+            self.writers[part].flush()
+
+    def close(self) -> None:
+        for writer in self.writers.values():
+            writer.close()
+        self.writers = {}
+
+
 class TensorBoard(Callback):
-    """Writes each epoch's loss, accuracy and learning rate where `tensorboard --logdir` finds them,
-    as Keras' callback does: `log_dir/train` and `log_dir/validation`, tags `epoch_loss`,
-    `epoch_accuracy`, `epoch_learning_rate` at the model's epoch count (so a resumed run continues
-    its curves), and validation's `evaluation_*_vs_iterations` at the optimizer's step count.
-    Written with the `tensorboard` package's own event writer (`pip install 'numnet[tensorboard]'`).
-    numnet has no graph to draw, so `write_graph` changes nothing."""
+    """Keras' TensorBoard callback, per epoch (see EventLog for what it writes; `pip install
+    'numnet[tensorboard]'`). numnet has no graph to draw, so `write_graph` changes nothing."""
 
     def __init__(self, log_dir: str | Path = "logs", histogram_freq: int = 0, write_graph: bool = True,
                  write_images: bool = False, write_steps_per_second: bool = False,
@@ -268,38 +300,16 @@ class TensorBoard(Callback):
         for name, (value, default) in unsupported.items():
             if value != default:
                 raise InputError(f"TensorBoard {name}={value!r} is not supported by numnet; it logs per epoch only")
-        self.log_dir, self.open_writer = Path(log_dir), require_tensorboard()
-        self.writers: dict[str, Any] = {}
+        require_tensorboard()
+        self.log_dir = Path(log_dir)
+        self.log: EventLog | None = None
 
     def on_train_begin(self, logs=None):
-        self.writers = {}
+        self.log = EventLog(self.log_dir)
 
     def on_epoch_end(self, epoch, logs=None):
-        from tensorboard.compat.proto.event_pb2 import Event
-        from tensorboard.compat.proto.summary_pb2 import Summary
-
-        logs = logs or {}
-        values = {
-            "train": {"loss": logs.get("loss"), "accuracy": logs.get("accuracy"),
-                      "learning_rate": float(self.model.learning_rate)},
-            "validation": {"loss": logs.get("val_loss"), "accuracy": logs.get("val_accuracy")},
-        }  # fmt: skip
-        # Keras also logs validation against the optimizer's step count.
-        by_step = {f"evaluation_{tag}_vs_iterations": value for tag, value in values["validation"].items()}
-        events = [("train", "epoch_", values["train"], self.model.epochs_done - 1),
-                  ("validation", "epoch_", values["validation"], self.model.epochs_done - 1),
-                  ("validation", "", by_step, int(self.model.optimizer.iterations))]  # fmt: skip
-        for part, prefix, scalars, step in events:
-            summary = Summary(value=[Summary.Value(tag=prefix + tag, simple_value=float(value))
-                                     for tag, value in scalars.items() if value is not None])  # fmt: skip
-            if not summary.value:
-                continue
-            if part not in self.writers:
-                self.writers[part] = self.open_writer(str(self.log_dir / part))
-            self.writers[part].add_event(Event(wall_time=time.time(), step=step, summary=summary))
-            self.writers[part].flush()  # an interrupted run keeps every epoch it logged
+        model = self.model
+        self.log.epoch(model.epochs_done - 1, logs or {}, model.learning_rate, model.optimizer.iterations)
 
     def on_train_end(self, logs=None):
-        for writer in self.writers.values():
-            writer.close()
-        self.writers = {}
+        self.log.close()

@@ -64,10 +64,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{len(grid_runs)} run(s), {epochs} epochs on {args.backend}; results in {out}")
         start = time.perf_counter()
         if args.cluster == "ray":
-            if args.tensorboard:
-                raise InputError("--tensorboard does not yet log runs on a Ray cluster; run the grid without --cluster")
             records = run_grid_on_ray(grid_runs, args.backend, out, args.address, args.cpus_per_run,
-                                      verbose=not args.quiet)  # fmt: skip
+                                      verbose=not args.quiet, tensorboard=args.tensorboard)  # fmt: skip
         else:
             if args.address or args.cpus_per_run:
                 raise InputError("--address and --cpus-per-run go with --cluster ray")

@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import numnet
 
@@ -57,13 +59,19 @@ def assert_same_runs(local: Path, cluster: Path) -> list[dict]:
 def test_a_grid_on_a_two_node_cluster_equals_the_local_executor_bit_for_bit(tmp_path):
     env = environment(tmp_path)
     grid = tmp_path / "grid.json"
-    grid.write_text(json.dumps({"model": "mlp", "epochs": [2, 3], "train_samples": 600, "test_samples": 200}))
+    grid.write_text(json.dumps({"model": "mlp", "epochs": [2, 3], "train_samples": 600, "test_samples": 200,
+                                "validation_split": 0.2}))  # fmt: skip
     local_grid(grid, tmp_path / "local", env)
-    result = in_loopback_namespace([str(SCENARIOS), "grid", str(grid), str(tmp_path / "ray")], env, tmp_path)
+    scenario = [str(SCENARIOS), "grid", str(grid), str(tmp_path / "ray"), "--tensorboard", str(tmp_path / "tb")]
+    result = in_loopback_namespace(scenario, env, tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     records = assert_same_runs(tmp_path / "local", tmp_path / "ray")
     assert len(records) == 2 and all(record["node"].startswith("127.0.0.1 (") for record in records)
     assert "python -m numnet.report" in result.stdout  # the report reads it as it reads a local grid
+    for record in records:  # the driver logs every run for TensorBoard, as the local executor does
+        events = EventAccumulator(str(tmp_path / "tb" / record["name"] / "validation"))
+        events.Reload()
+        assert [e.value for e in events.Scalars("epoch_loss")] == pytest.approx(record["history"]["val_loss"])
 
 
 def test_a_run_whose_node_dies_finishes_on_another_from_its_last_epoch(tmp_path):
@@ -79,6 +87,32 @@ def test_a_run_whose_node_dies_finishes_on_another_from_its_last_epoch(tmp_path)
     (record,) = assert_same_runs(tmp_path / "local", tmp_path / "ray")
     joined = result.stdout.split("joined ")[1].split()[0]
     assert record["node"].endswith(f"({joined})")
+
+
+def test_a_killed_driver_leaves_a_grid_the_same_command_finishes(tmp_path):
+    env = environment(tmp_path)
+    grid = tmp_path / "grid.json"
+    grid.write_text(json.dumps({"model": "cnn", "epochs": 3, "batch_size": 128, "train_samples": 1024,
+                                "test_samples": 200}))  # fmt: skip
+    local_grid(grid, tmp_path / "local", env)
+    result = in_loopback_namespace([str(SCENARIOS), "kill-driver", str(grid), str(tmp_path / "ray")], env, tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "killed the driver after 1 checkpoint(s)" in result.stdout
+    assert_same_runs(tmp_path / "local", tmp_path / "ray")
+
+
+def test_a_worker_with_another_numnet_version_is_refused_by_name(tmp_path):
+    other = tmp_path / "other"
+    shutil.copytree(Path(numnet.__file__).parent, other / "numnet", ignore=shutil.ignore_patterns("__pycache__"))
+    init = other / "numnet" / "__init__.py"
+    init.write_text(init.read_text().replace(f'__version__ = "{numnet.__version__}"', '__version__ = "0.0.0-other"'))
+    grid = tmp_path / "grid.json"
+    grid.write_text(json.dumps({"model": "mlp", "epochs": 1, "train_samples": 100, "test_samples": 100}))
+    env = {**environment(tmp_path), "OTHER_NUMNET": str(other)}
+    result = in_loopback_namespace([str(SCENARIOS), "other-version", str(grid), str(tmp_path / "out")], env, tmp_path)
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert f"a worker runs numnet 0.0.0-other, the driver {numnet.__version__}; install one version" in result.stderr
+    assert not list((tmp_path / "out").glob("*/run.json"))
 
 
 def cluster_command(tmp_path: Path, *args: str, code: str = "") -> subprocess.CompletedProcess:

@@ -25,9 +25,10 @@ class GridProgress:
             disable=not enabled, dynamic_ncols=True,
         )  # fmt: skip
 
-    def epoch(self, name: str, index: int, count: int, history: dict[str, list[float]]) -> None:
+    def epoch(self, name: str, index: int, count: int, model: Any, where: str = "") -> None:
+        """An epoch of run `index` done; `where` says where the grid's runs are running."""
         self.bar.update(1)
-        self.bar.set_postfix_str(f"run {index}/{count} {name} loss {history['loss'][-1]:.4f}")
+        self.bar.set_postfix_str(f"{where}run {index}/{count} {name} loss {model.history['loss'][-1]:.4f}")
 
     def skip(self, epochs: int) -> None:
         """Epochs a run will not train (it stopped early)."""
@@ -54,7 +55,7 @@ def run_one(
         run = runs.new_run(name, settings["model"], settings, backend)
 
     def epoch_done(run: runs.Run) -> None:
-        progress.epoch(name, index, count, run.model.history)
+        progress.epoch(name, index, count, run.model)
 
     logs = tensorboard / name if tensorboard else None
     record = runs.train(run, files, mnist, verbose=False, on_epoch=epoch_done, tensorboard=logs)

@@ -10,6 +10,7 @@ ran each run. MNIST travels through Ray's object store once, so workers need nei
 
 from __future__ import annotations
 
+import os
 import queue
 import socket
 import tempfile
@@ -21,6 +22,7 @@ from tqdm import tqdm
 
 import numnet
 from numnet import data, runs
+from numnet.callbacks import EventLog
 from numnet.errors import NumnetError
 from numnet.formats.npz import read_header
 from numnet.formats.records import read_record
@@ -40,22 +42,29 @@ def import_ray() -> Any:
 
 
 class _Relay:
-    """What the worker's run reports each epoch: its new checkpoint, sent on to the driver."""
+    """What the worker's run reports each epoch: its new checkpoint and what the driver logs."""
 
-    def __init__(self, events: queue.Queue, checkpoint: Path) -> None:
-        self.events, self.checkpoint = events, checkpoint
+    def __init__(self, events: queue.Queue, checkpoint: Path, node: str) -> None:
+        self.events, self.checkpoint, self.node = events, checkpoint, node
 
-    def epoch(self, name: str, index: int, count: int, history: dict[str, list[float]]) -> None:
-        self.events.put(("epoch", self.checkpoint.read_bytes(), history))
+    def epoch(self, name: str, index: int, count: int, model: Any, where: str = "") -> None:
+        logs = {key: values[-1] for key, values in model.history.items() if values}
+        epoch = {"epoch": model.epochs_done - 1, "logs": logs, "learning_rate": float(model.learning_rate),
+                 "iterations": int(model.optimizer.iterations), "node": self.node}  # fmt: skip
+        self.events.put(("epoch", self.checkpoint.read_bytes(), epoch))
 
     def skip(self, epochs: int) -> None: ...
 
 
-def train_on_worker(settings: dict, backend: str, name: str, checkpoint: bytes | None, mnist, version: str):
-    """A Ray generator task: ("epoch", checkpoint, history) after every epoch, then ("done", record,
-    model, probabilities, node), or ("error", message) for a NumnetError."""
+def train_on_worker(
+    settings: dict, backend: str, name: str, checkpoint: bytes | None, mnist, version: str, threads: int
+):  # fmt: skip
+    """A Ray generator task: ("epoch", checkpoint, what to log) after every epoch, then ("done",
+    record, model, probabilities, node), or ("error", message) for a NumnetError."""
     import ray
 
+    # A worker serves one grid (one Ray job), so its kernels, loaded on its first run, keep this count.
+    os.environ["NUMNET_NUM_THREADS"] = str(threads)
     if numnet.__version__ != version:
         yield ("error", f"a worker runs numnet {numnet.__version__}, the driver {version}; install one version")
         return
@@ -68,7 +77,7 @@ def train_on_worker(settings: dict, backend: str, name: str, checkpoint: bytes |
         if checkpoint is not None:
             (run_dir / "checkpoint.npz").write_bytes(checkpoint)
 
-        relay = _Relay(events, run_dir / "checkpoint.npz")
+        relay = _Relay(events, run_dir / "checkpoint.npz", node)
 
         def work() -> None:
             try:
@@ -124,67 +133,125 @@ def node_cpus(ray: Any) -> list[int]:
 
 def run_grid_on_ray(
     grid_runs: list[dict[str, Any]], backend: str, out: Path, address: str | None = None,
-    cpus_per_run: int | None = None, verbose: bool = True, mnist=None,
+    cpus_per_run: int | None = None, verbose: bool = True, mnist=None, tensorboard: Path | None = None,
 ) -> list[dict[str, Any]]:  # fmt: skip
     """The local executor's `run_grid` on a Ray cluster: every run not finished under `out` is a task."""
     ray = import_ray()
     started = connect(ray, address)
     try:
-        names, finished, already = prepare(grid_runs, backend, out)
         cpus = node_cpus(ray)
         per_run = cpus_per_run or min(cpus)  # a whole node's cores: runs do not fight over them
         if per_run > max(cpus):
             raise GridError(f"--cpus-per-run {per_run} is more than any node of the cluster has (at most {max(cpus)})")
-        return _drive(ray, grid_runs, names, finished, already, backend, out, per_run, verbose, mnist)
+        names, finished, already = prepare(grid_runs, backend, out)
+        progress = GridProgress(grid_runs, already, enabled=verbose)
+        driver = _Driver(ray, grid_runs, names, backend, out, per_run, progress, tensorboard)
+        try:
+            return driver.run(finished, mnist if mnist is not None else data.load_mnist())
+        finally:
+            progress.close()
+            driver.close()
     finally:
         if started:
             ray.shutdown()
 
 
-def _drive(ray, grid_runs, names, finished, already, backend, out, per_run, verbose, mnist) -> list[dict[str, Any]]:
-    mnist_ref = ray.put(mnist if mnist is not None else data.load_mnist())
-    task = ray.remote(train_on_worker).options(
-        num_cpus=per_run, max_retries=0, runtime_env={"env_vars": {"NUMNET_NUM_THREADS": str(per_run)}}
-    )
-    pending: dict[Any, int] = {}
+class _Driver:
+    """Submits the grid's runs, writes what their tasks stream back, and moves a run whose node died."""
 
-    def submit(index: int) -> None:
-        checkpoint = runs.RunFiles.folder(out / names[index]).checkpoint
+    def __init__(self, ray, grid_runs, names, backend, out, per_run, progress, tensorboard) -> None:
+        self.ray, self.grid_runs, self.names, self.backend, self.out = ray, grid_runs, names, backend, out
+        self.progress, self.tensorboard = progress, tensorboard
+        self.per_run = per_run
+        self.task = ray.remote(train_on_worker).options(num_cpus=per_run, max_retries=0)
+        self.pending: dict[Any, int] = {}  # each running task's stream -> its run
+        self.nodes: dict[int, str] = {}  # where each running run last reported from
+        self.logs: dict[int, EventLog] = {}
+
+    def files(self, index: int) -> runs.RunFiles:
+        return runs.RunFiles.folder(self.out / self.names[index])
+
+    def submit(self, index: int) -> None:
+        checkpoint = self.files(index).checkpoint
         state = checkpoint.read_bytes() if checkpoint.exists() else None
-        pending[task.remote(grid_runs[index], backend, names[index], state, mnist_ref, numnet.__version__)] = index
+        settings = self.grid_runs[index]
+        stream = self.task.remote(
+            settings, self.backend, self.names[index], state, self.mnist, numnet.__version__, self.per_run
+        )
+        self.pending[stream] = index
 
-    records = {i: read_record(runs.RunFiles.folder(out / name).record) for i, name in enumerate(names)
-               if name in finished}  # fmt: skip
-    progress = GridProgress(grid_runs, already, enabled=verbose)
-    try:
-        for index, name in enumerate(names):
-            if name not in finished:
-                submit(index)
-        while pending:
-            ready, _ = ray.wait(list(pending), num_returns=1)
-            for generator in ready:
-                index = pending[generator]
-                try:
-                    event = ray.get(next(generator))
-                except StopIteration:
-                    del pending[generator]
-                    continue
-                except ray.exceptions.RayTaskError:
-                    raise
-                except ray.exceptions.RayError:  # its node or worker died: again elsewhere, from its last epoch
-                    del pending[generator]
-                    done = _epochs_done(runs.RunFiles.folder(out / names[index]).checkpoint)
-                    tqdm.write(f"run {names[index]} lost its node; it continues on another from epoch {done}")
-                    submit(index)
-                    continue
-                records.update(_receive(event, out / names[index], grid_runs[index], index, len(names), progress))
-    except BaseException:
-        for generator in pending:
-            ray.cancel(generator, force=True)
-        raise
-    finally:
-        progress.close()
-    return [records[i] for i in range(len(names))]
+    def run(self, finished: set[str], mnist) -> list[dict[str, Any]]:
+        ray = self.ray
+        self.mnist = ray.put(mnist)  # once, for every task on every node
+        records = {i: read_record(self.files(i).record) for i, name in enumerate(self.names) if name in finished}
+        try:
+            for index, name in enumerate(self.names):
+                if name not in finished:
+                    self.submit(index)
+            while self.pending:
+                ready, _ = ray.wait(list(self.pending), num_returns=1)
+                for stream in ready:
+                    index = self.pending[stream]
+                    try:
+                        event = ray.get(next(stream))
+                    except StopIteration:
+                        del self.pending[stream]
+                        continue
+                    except ray.exceptions.RayTaskError:
+                        raise
+                    except ray.exceptions.RayError:  # its node or worker died: elsewhere, from its last epoch
+                        del self.pending[stream]
+                        self.nodes.pop(index, None)
+                        done = _epochs_done(self.files(index).checkpoint)
+                        tqdm.write(f"run {self.names[index]} lost its node; it continues on another from epoch {done}")
+                        self.submit(index)
+                        continue
+                    records.update(self.receive(event, index))
+        except BaseException:
+            for stream in self.pending:
+                ray.cancel(stream, force=True)
+            raise
+        return [records[i] for i in range(len(self.names))]
+
+    def receive(self, event: tuple, index: int) -> dict[int, dict[str, Any]]:
+        """Writes what a task sent, as the local executor would have: {index: record} once it is done."""
+        files, name = self.files(index), self.names[index]
+        if event[0] == "error":
+            raise GridError(f"run {name}: {event[1]}")
+        if event[0] == "epoch":
+            _, checkpoint, epoch = event
+            with atomic_write(files.checkpoint) as f:
+                f.write(checkpoint)
+            if self.tensorboard is not None:
+                log = self.logs.setdefault(index, EventLog(self.tensorboard / name))
+                log.epoch(epoch["epoch"], epoch["logs"], epoch["learning_rate"], epoch["iterations"])
+            self.nodes[index] = epoch["node"]
+            where = f"{len(self.pending)} running on {len(set(self.nodes.values()))} node(s); "
+            self.progress.epoch(name, index + 1, len(self.names), _Reported(epoch["logs"]), where)
+            return {}
+        _, record, model, probabilities, node = event
+        for path, content in ((files.model, model), (files.probabilities, probabilities)):
+            with atomic_write(path) as f:
+                f.write(content)
+        record = {**record, "node": node}
+        write_json(files.record, record)
+        files.checkpoint.unlink(missing_ok=True)
+        self.nodes.pop(index, None)
+        self.progress.skip(self.grid_runs[index]["epochs"] - len(record["history"]["loss"]))
+        if index in self.logs:
+            self.logs.pop(index).close()
+        return {index: record}
+
+    def close(self) -> None:
+        for log in self.logs.values():
+            log.close()
+
+
+class _Reported:
+    """A remote run's last epoch, as the progress line reads a model."""
+
+    def __init__(self, logs: dict[str, float]) -> None:
+        self.history = {key: [value] for key, value in logs.items()}
 
 
 def _epochs_done(checkpoint: Path) -> int:
@@ -192,25 +259,3 @@ def _epochs_done(checkpoint: Path) -> int:
         return int(read_header(checkpoint).get("epochs_done", 0)) if checkpoint.exists() else 0
     except (NumnetError, TypeError, ValueError):
         return 0
-
-
-def _receive(event: tuple, run_dir: Path, settings: dict, index: int, count: int, progress: GridProgress) -> dict:
-    """Writes what a task sent, as the local executor would have: {index: record} once it is done."""
-    files = runs.RunFiles.folder(run_dir)
-    kind = event[0]
-    if kind == "error":
-        raise GridError(f"run {run_dir.name}: {event[1]}")
-    if kind == "epoch":
-        with atomic_write(files.checkpoint) as f:
-            f.write(event[1])
-        progress.epoch(run_dir.name, index + 1, count, event[2])
-        return {}
-    _, record, model, probabilities, node = event
-    for path, content in ((files.model, model), (files.probabilities, probabilities)):
-        with atomic_write(path) as f:
-            f.write(content)
-    record = {**record, "node": node}
-    write_json(files.record, record)
-    files.checkpoint.unlink(missing_ok=True)
-    progress.skip(settings["epochs"] - len(record["history"]["loss"]))
-    return {index: record}

@@ -1,7 +1,7 @@
 """The Ray executor: a grid's runs as Ray tasks across a cluster, written by the driver into `--out`.
 
 Each run is one task asking for `cpus_per_run` CPUs, its kernels on exactly that many threads. The
-task trains in a temporary folder on its node and streams back its checkpoint after every epoch;
+task trains in a temporary folder on its node and sends back its checkpoint after every epoch;
 the driver writes it where the local executor would, so a run whose node dies starts again on
 another node from its last epoch, and a driver that dies leaves a grid that the same command
 finishes. Records, models and probabilities land in the local executor's layout, plus the node that
@@ -11,10 +11,8 @@ ran each run. MNIST travels through Ray's object store once, so workers need nei
 from __future__ import annotations
 
 import os
-import queue
 import socket
 import tempfile
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -29,8 +27,10 @@ from numnet.formats.records import read_record
 from numnet.io import atomic_write, write_json
 from numnet.runs.grid import GridError
 from numnet.runs.local import GridProgress, prepare, run_one
+from numnet.threads import use_threads
 
 CONNECT_SECONDS = 5
+POLL_SECONDS = 0.2  # how often the driver writes the epochs its runs reported
 
 
 def import_ray() -> Any:
@@ -41,64 +41,67 @@ def import_ray() -> Any:
     return ray
 
 
-class _Relay:
-    """What the worker's run reports each epoch: its new checkpoint and what the driver logs."""
+class Inbox:
+    """A Ray actor on the driver's node holding what runs reported until the driver takes it."""
 
-    def __init__(self, events: queue.Queue, checkpoint: Path, node: str) -> None:
-        self.events, self.checkpoint, self.node = events, checkpoint, node
+    def __init__(self) -> None:
+        self.items: list = []
+
+    def put(self, item: Any) -> None:
+        self.items.append(item)
+
+    def take(self) -> list:
+        items, self.items = self.items, []
+        return items
+
+
+class _Relay:
+    """What the worker's run reports each epoch: its new checkpoint and what the driver logs, sent
+    to the driver's inbox without waiting (a task waiting on Ray lends its CPUs to another task)."""
+
+    def __init__(self, inbox: Any, run: tuple[int, int], checkpoint: Path, node: str) -> None:
+        self.inbox, self.run, self.checkpoint, self.node = inbox, run, checkpoint, node
+        self.sent: Any = None  # the last report, delivered before the task returns
 
     def epoch(self, name: str, index: int, count: int, model: Any, where: str = "") -> None:
         logs = {key: values[-1] for key, values in model.history.items() if values}
         epoch = {"epoch": model.epochs_done - 1, "logs": logs, "learning_rate": float(model.learning_rate),
                  "iterations": int(model.optimizer.iterations), "node": self.node}  # fmt: skip
-        self.events.put(("epoch", self.checkpoint.read_bytes(), epoch))
+        self.sent = self.inbox.put.remote((self.run, ("epoch", self.checkpoint.read_bytes(), epoch)))
 
     def skip(self, epochs: int) -> None: ...
 
 
 def train_on_worker(
-    settings: dict, backend: str, name: str, checkpoint: bytes | None, mnist, version: str, threads: int
-):  # fmt: skip
-    """A Ray generator task: ("epoch", checkpoint, what to log) after every epoch, then ("done",
-    record, model, probabilities, node), or ("error", message) for a NumnetError."""
+    settings: dict, backend: str, name: str, checkpoint: bytes | None, mnist, version: str, threads: int,
+    inbox: Any, run: tuple[int, int],
+) -> tuple:  # fmt: skip
+    """A Ray task training one run on the worker's main thread (kernels run slower on another),
+    its checkpoints sent to `inbox` after every epoch: returns ("done", record, model,
+    probabilities, node), or ("error", message) for a NumnetError."""
     import ray
 
-    # A worker serves one grid (one Ray job), so its kernels, loaded on its first run, keep this count.
+    # A worker serves one grid (one Ray job): its kernels, loaded on its first run, read this count,
+    # and this thread sets it too (Numba's thread count is per calling thread).
     os.environ["NUMNET_NUM_THREADS"] = str(threads)
+    use_threads(threads, numba_pool=True)
     if numnet.__version__ != version:
-        yield ("error", f"a worker runs numnet {numnet.__version__}, the driver {version}; install one version")
-        return
-    context = ray.get_runtime_context()
-    node = f"{ray.util.get_node_ip_address()} ({context.get_node_id()[:8]})"
-    events: queue.Queue = queue.Queue()
+        return ("error", f"a worker runs numnet {numnet.__version__}, the driver {version}; install one version")
+    node = f"{ray.util.get_node_ip_address()} ({ray.get_runtime_context().get_node_id()[:8]})"
     with tempfile.TemporaryDirectory(prefix="numnet-ray-") as folder:
         run_dir = Path(folder) / name
         run_dir.mkdir()
         if checkpoint is not None:
             (run_dir / "checkpoint.npz").write_bytes(checkpoint)
-
-        relay = _Relay(events, run_dir / "checkpoint.npz", node)
-
-        def work() -> None:
-            try:
-                events.put(("done", run_one(settings, backend, run_dir, mnist, relay, 0, 0)))
-            except NumnetError as error:
-                events.put(("error", str(error)))
-            except BaseException as error:  # noqa: BLE001  (raised again in the task, where Ray reports it)
-                events.put(("crash", error))
-
-        threading.Thread(target=work, daemon=True).start()
-        while True:
-            event = events.get()
-            if event[0] == "crash":
-                raise event[1]
-            if event[0] == "done":
-                files = runs.RunFiles.folder(run_dir)
-                yield ("done", event[1], files.model.read_bytes(), files.probabilities.read_bytes(), node)
-                return
-            yield event
-            if event[0] == "error":
-                return
+        relay = _Relay(inbox, run, run_dir / "checkpoint.npz", node)
+        try:
+            record = run_one(settings, backend, run_dir, mnist, relay, 0, 0)
+        except NumnetError as error:
+            return ("error", str(error))
+        if relay.sent is not None:
+            ray.get(relay.sent)  # an actor runs one caller's calls in order: every epoch is in the inbox
+        files = runs.RunFiles.folder(run_dir)
+        return ("done", record, files.model.read_bytes(), files.probabilities.read_bytes(), node)
 
 
 def check_answers(address: str) -> None:
@@ -157,14 +160,15 @@ def run_grid_on_ray(
 
 
 class _Driver:
-    """Submits the grid's runs, writes what their tasks stream back, and moves a run whose node died."""
+    """Submits the grid's runs, writes what they report, and moves a run whose node died."""
 
     def __init__(self, ray, grid_runs, names, backend, out, per_run, progress, tensorboard) -> None:
         self.ray, self.grid_runs, self.names, self.backend, self.out = ray, grid_runs, names, backend, out
         self.progress, self.tensorboard = progress, tensorboard
         self.per_run = per_run
         self.task = ray.remote(train_on_worker).options(num_cpus=per_run, max_retries=0)
-        self.pending: dict[Any, int] = {}  # each running task's stream -> its run
+        self.pending: dict[Any, tuple[int, int]] = {}  # each running task -> (its run, which attempt)
+        self.attempts: dict[int, int] = {}
         self.nodes: dict[int, str] = {}  # where each running run last reported from
         self.logs: dict[int, EventLog] = {}
 
@@ -174,42 +178,49 @@ class _Driver:
     def submit(self, index: int) -> None:
         checkpoint = self.files(index).checkpoint
         state = checkpoint.read_bytes() if checkpoint.exists() else None
-        settings = self.grid_runs[index]
-        stream = self.task.remote(
-            settings, self.backend, self.names[index], state, self.mnist, numnet.__version__, self.per_run
-        )
-        self.pending[stream] = index
+        attempt = self.attempts[index] = self.attempts.get(index, 0) + 1
+        task = self.task.remote(self.grid_runs[index], self.backend, self.names[index], state, self.mnist,
+                                numnet.__version__, self.per_run, self.inbox, (index, attempt))  # fmt: skip
+        self.pending[task] = (index, attempt)
+
+    def drain(self) -> None:
+        """Writes every epoch the runs have reported (a moved run's earlier attempts are ignored)."""
+        for (index, attempt), event in self.ray.get(self.inbox.take.remote()):
+            if attempt == self.attempts[index]:
+                self.receive(event, index)
 
     def run(self, finished: set[str], mnist) -> list[dict[str, Any]]:
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
         ray = self.ray
         self.mnist = ray.put(mnist)  # once, for every task on every node
+        here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
+        self.inbox = ray.remote(Inbox).options(num_cpus=0, scheduling_strategy=here).remote()
         records = {i: read_record(self.files(i).record) for i, name in enumerate(self.names) if name in finished}
         try:
             for index, name in enumerate(self.names):
                 if name not in finished:
                     self.submit(index)
             while self.pending:
-                ready, _ = ray.wait(list(self.pending), num_returns=1)
-                for stream in ready:
-                    index = self.pending[stream]
+                ended, _ = ray.wait(list(self.pending), num_returns=1, timeout=POLL_SECONDS)
+                self.drain()
+                for task in ended:
+                    index, _ = self.pending.pop(task)
                     try:
-                        event = ray.get(next(stream))
-                    except StopIteration:
-                        del self.pending[stream]
-                        continue
+                        result = ray.get(task)
                     except ray.exceptions.RayTaskError:
                         raise
                     except ray.exceptions.RayError:  # its node or worker died: elsewhere, from its last epoch
-                        del self.pending[stream]
                         self.nodes.pop(index, None)
                         done = _epochs_done(self.files(index).checkpoint)
                         tqdm.write(f"run {self.names[index]} lost its node; it continues on another from epoch {done}")
                         self.submit(index)
                         continue
-                    records.update(self.receive(event, index))
+                    self.drain()  # its last epochs were put before it returned
+                    records.update(self.receive(result, index))
         except BaseException:
-            for stream in self.pending:
-                ray.cancel(stream, force=True)
+            for task in self.pending:
+                ray.cancel(task, force=True)
             raise
         return [records[i] for i in range(len(self.names))]
 

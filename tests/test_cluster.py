@@ -74,14 +74,20 @@ def test_a_grid_on_a_two_node_cluster_equals_the_local_executor_bit_for_bit(tmp_
         assert [e.value for e in events.Scalars("epoch_loss")] == pytest.approx(record["history"]["val_loss"])
 
 
-def test_a_run_whose_node_dies_finishes_on_another_from_its_last_epoch(tmp_path):
+def interrupted_cnn_run(tmp_path: Path, scenario: str, epochs: int) -> subprocess.CompletedProcess:
+    """A one-run seed-CNN grid trained by the local executor into local/ and by `scenario` into ray/."""
     env = environment(tmp_path)
     grid = tmp_path / "grid.json"
-    grid.write_text(json.dumps({"model": "cnn", "epochs": 4, "batch_size": 128, "train_samples": 1024,
+    grid.write_text(json.dumps({"model": "cnn", "epochs": epochs, "batch_size": 128, "train_samples": 1024,
                                 "test_samples": 200}))  # fmt: skip
     local_grid(grid, tmp_path / "local", env)
-    result = in_loopback_namespace([str(SCENARIOS), "kill-node", str(grid), str(tmp_path / "ray")], env, tmp_path)
+    result = in_loopback_namespace([str(SCENARIOS), scenario, str(grid), str(tmp_path / "ray")], env, tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+def test_a_run_whose_node_dies_finishes_on_another_from_its_last_epoch(tmp_path):
+    result = interrupted_cnn_run(tmp_path, "kill-node", epochs=4)
     moved = [line for line in (result.stdout + result.stderr).splitlines() if "lost its node" in line]
     assert moved and int(moved[0].rsplit(" ", 1)[1]) >= 1, result.stdout + result.stderr[-3000:]  # not from zero
     (record,) = assert_same_runs(tmp_path / "local", tmp_path / "ray")
@@ -90,13 +96,7 @@ def test_a_run_whose_node_dies_finishes_on_another_from_its_last_epoch(tmp_path)
 
 
 def test_a_killed_driver_leaves_a_grid_the_same_command_finishes(tmp_path):
-    env = environment(tmp_path)
-    grid = tmp_path / "grid.json"
-    grid.write_text(json.dumps({"model": "cnn", "epochs": 3, "batch_size": 128, "train_samples": 1024,
-                                "test_samples": 200}))  # fmt: skip
-    local_grid(grid, tmp_path / "local", env)
-    result = in_loopback_namespace([str(SCENARIOS), "kill-driver", str(grid), str(tmp_path / "ray")], env, tmp_path)
-    assert result.returncode == 0, result.stderr[-3000:]
+    result = interrupted_cnn_run(tmp_path, "kill-driver", epochs=3)
     assert "killed the driver after 1 checkpoint(s)" in result.stdout
     assert_same_runs(tmp_path / "local", tmp_path / "ray")
 

@@ -55,6 +55,7 @@ class KerasBackend:
 KERNEL_MODULES = {
     "numpy": ("numnet.backends.numpy_kernels", "numpy"),
     "numba": ("numnet.backends.numba_kernels", "numba"),
+    "cuda": ("numnet.backends.cuda_kernels", "numnet[cuda]"),
 }
 BACKENDS: dict[str, Any] = {
     **{name: KernelBackend(module, requirement) for name, (module, requirement) in KERNEL_MODULES.items()},

@@ -67,3 +67,11 @@ def get_backend(name: str):
     if not isinstance(name, str) or name not in BACKENDS:
         raise BackendUnavailable(f"backend {name!r} is not available; choose one of {sorted(BACKENDS)}")
     return BACKENDS[name]
+
+
+def require(name: str) -> None:
+    """Raises BackendUnavailable now if numnet's engine cannot run on `name` here (no GPU, a package
+    missing), so a command stops before it writes anything. Keras backends are checked when built."""
+    backend = get_backend(name)
+    if isinstance(backend, KernelBackend):
+        backend.kernels()

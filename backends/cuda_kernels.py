@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import functools
 import math
+import os
 import sys
 import warnings
 from collections import defaultdict
 
+import numba
 import numpy as np
 from numba import cuda  # without numba-cuda: an ImportError, which names numnet[cuda]
 from numba.cuda import config as cuda_config
@@ -43,6 +45,18 @@ MAX_BLOCKS = 2 if SIMULATED else 8192
 TILE = 1 if SIMULATED else 16  # the product's thread block is TILE x TILE ...
 PER_THREAD = 8 if SIMULATED else 4  # ... each thread computing PER_THREAD x PER_THREAD outputs
 REDUCTION_CHUNKS = 4 if SIMULATED else 512  # fixed, so partial sums (and rounding) never vary
+# Who computes the matrix products: numnet's own kernel below, or cuBLAS through CuPy ("cupy"),
+# which shares device arrays with numba-cuda (benchmarks/gpu.py times both).
+PRODUCTS = os.environ.get("NUMNET_CUDA_PRODUCTS", "numnet")
+if PRODUCTS not in ("numnet", "cupy"):
+    raise BackendUnavailable(f"NUMNET_CUDA_PRODUCTS must be 'numnet' or 'cupy', got {PRODUCTS!r}")
+if PRODUCTS == "cupy":
+    if SIMULATED:
+        raise BackendUnavailable("NUMNET_CUDA_PRODUCTS=cupy needs a real GPU: CuPy does not run in the simulator")
+    try:
+        import cupy
+    except ImportError as error:
+        raise BackendUnavailable(f"NUMNET_CUDA_PRODUCTS=cupy needs CuPy ({error}); pip install cupy-cuda12x") from error
 
 
 class BlockCache:
@@ -169,7 +183,7 @@ def to_numpy(x) -> np.ndarray:
     return x.copy_to_host() if _is_device(x) else np.asarray(x)
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def _fill(out, value):
     for i in range(cuda.grid(1), out.size, cuda.gridsize(1)):
         out[i] = value
@@ -204,7 +218,7 @@ def reshape(x, shape):
     return x.reshape(tuple(int(s) for s in shape))
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def _one_hot(labels, out):
     classes = out.shape[1]
     for i in range(cuda.grid(1), out.size, cuda.gridsize(1)):
@@ -217,7 +231,7 @@ def one_hot(labels, classes, dtype):
     return out
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def _correct(scores, labels, flags):
     rows, classes = scores.shape
     for r in range(cuda.grid(1), rows, cuda.gridsize(1)):
@@ -240,6 +254,7 @@ def _product_kernel(dtype, tile: int = TILE, per_thread: int = PER_THREAD):
     block of tile x tile threads computes a (tile * per_thread)-square block of C, staging
     tile-deep slices of A and B in shared memory."""
     block = tile * per_thread
+    dtype = numba.from_dtype(np.dtype(dtype))
 
     @cuda.jit
     def product(a, b, bias, c, transpose_a, transpose_b, add_bias):
@@ -302,6 +317,8 @@ PRODUCT = {np.dtype(np.float32): _product_kernel(np.float32), np.dtype(np.float6
 
 
 def _product(a, b, transpose_a=False, transpose_b=False, bias=None):
+    if PRODUCTS == "cupy":
+        return _cublas_product(a, b, transpose_a, transpose_b, bias)
     m = a.shape[1] if transpose_a else a.shape[0]
     n = b.shape[0] if transpose_b else b.shape[1]
     c = _empty((m, n), a.dtype)
@@ -314,11 +331,20 @@ def _product(a, b, transpose_a=False, transpose_b=False, bias=None):
     return c
 
 
+def _cublas_product(a, b, transpose_a, transpose_b, bias):
+    """The same product by cuBLAS, on the same (default) stream, so no synchronisation is needed."""
+    left, right = cupy.asarray(a), cupy.asarray(b)
+    c = (left.T if transpose_a else left) @ (right.T if transpose_b else right)
+    if bias is not None:
+        c += cupy.asarray(bias)
+    return cuda.as_cuda_array(c, sync=False)
+
+
 # -- sums over rows, per column (bias gradients, batch-norm statistics) ------------------------------
 SUM, SQUARED_DEVIATION, PRODUCT_WITH_DEVIATION = 0, 1, 2
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def _column_partials(a, b, mean, mode, partials):
     """partials[chunk, col]: a fixed share of the rows of (rows, columns) `a`, summed in float64."""
     rows, columns = a.shape
@@ -338,7 +364,7 @@ def _column_partials(a, b, mean, mode, partials):
         partials[chunk, col] = total
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def _sum_partials(partials, out):
     chunks, columns = partials.shape
     for col in range(cuda.grid(1), columns, cuda.gridsize(1)):
@@ -359,7 +385,7 @@ def _column_sums(a2, mode=SUM, b2=None, mean=None):
     return out
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def _cast(source, out, divisor):
     for i in range(cuda.grid(1), out.size, cuda.gridsize(1)):
         out[i] = source[i] / divisor
@@ -385,7 +411,7 @@ def dense_backward(x, kernel, dy, need_dx=True):
     return dx, _product(x, dy, transpose_a=True), _cast_to(_column_sums(dy), dy.dtype)
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def _im2col(x, kh, kw, stride, top, left, ho, wo, cols):
     n, h, w, c = x.shape
     width = cols.shape[1]
@@ -397,7 +423,7 @@ def _im2col(x, kh, kw, stride, top, left, ho, wo, cols):
         cols[r, q] = x[b, y, xx, ci] if 0 <= y < h and 0 <= xx < w else 0
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def _col2im(dcols, kh, kw, stride, top, left, ho, wo, dx):
     """Each input pixel gathers what every window that read it sends back, windows in row-major order."""
     n, h, w, c = dx.shape
@@ -453,7 +479,7 @@ def _pool_geometry(x_shape, pool_size, strides, padding):
     return ho, wo, top, left
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def _maxpool(x, ph, pw, sh, sw, top, left, y, argmax):
     n, h, w, c = x.shape
     _, ho, wo, _ = y.shape
@@ -470,7 +496,7 @@ def _maxpool(x, ph, pw, sh, sw, top, left, y, argmax):
         argmax[b, oy, ox, k] = where
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def _maxpool_backward(dy, argmax, ph, pw, sh, sw, top, left, dx):
     n, h, w, c = dx.shape
     _, ho, wo, _ = dy.shape
@@ -511,7 +537,7 @@ def _inside(start, size, extent):
     return max(0, min(start + size, extent) - max(start, 0))
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def _avgpool(x, ph, pw, sh, sw, top, left, y):
     n, h, w, c = x.shape
     _, ho, wo, _ = y.shape
@@ -524,7 +550,7 @@ def _avgpool(x, ph, pw, sh, sw, top, left, y):
         y[b, oy, ox, k] = total / (_inside(oy * sh - top, ph, h) * _inside(ox * sw - left, pw, w))
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def _avgpool_backward(dy, ph, pw, sh, sw, top, left, dx):
     n, h, w, c = dx.shape
     _, ho, wo, _ = dy.shape
@@ -558,7 +584,7 @@ def avgpool2d_backward(dy, x_shape, pool_size, strides, padding):
     return dx
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def _image_means(x, out):
     """out[b, k]: image b's channel k averaged over its pixels, in float64."""
     n, h, w, c = x.shape
@@ -581,7 +607,7 @@ def global_average_pool(x):
     return _cast_to(_means(x), x.dtype)
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def _broadcast_pixels(dy, divisor, dx):
     n, h, w, c = dx.shape
     for e in range(cuda.grid(1), dx.size, cuda.gridsize(1)):
@@ -606,7 +632,7 @@ def channel_moments(x):
     return _cast_to(mean, x.dtype), _cast_to(var, x.dtype, float(m))
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def _inverse_std(variance, epsilon, out):
     for i in range(cuda.grid(1), out.size, cuda.gridsize(1)):
         out[i] = 1.0 / math.sqrt(float(variance[i]) + epsilon)
@@ -618,7 +644,7 @@ def inverse_std(variance, epsilon, dtype):
     return out
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def _moving_average(moving, value, momentum, rest):
     for i in range(cuda.grid(1), moving.size, cuda.gridsize(1)):
         moving[i] = moving[i] * momentum + value[i] * rest
@@ -629,7 +655,7 @@ def moving_average(moving, value, momentum) -> None:
     _launch(_moving_average, moving.size)(moving, value, dt(momentum), dt(1 - momentum))
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def _batchnorm_scale_shift(gamma, beta, mean, inv_std, scale, shift):
     for i in range(cuda.grid(1), scale.size, cuda.gridsize(1)):
         scale[i] = gamma[i] * inv_std[i]
@@ -642,7 +668,7 @@ def batchnorm_scale_shift(gamma, beta, mean, inv_std):
     return scale, shift
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def _scale_shift(x, scale, shift, y):
     c = scale.size
     for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):
@@ -655,7 +681,7 @@ def scale_shift(x, scale, shift):
     return y
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def _batchnorm_dx(x, dy, gamma, mean, inv_std, dgamma, dbeta, m, batch_statistics, dx):
     c = gamma.size
     for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):
@@ -679,20 +705,20 @@ def batchnorm_backward(x, dy, gamma, mean, inv_std, batch_statistics):
     return dx, _cast_to(dgamma, dy.dtype), _cast_to(dbeta, dy.dtype)
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def _scale_by(values, factors):
     for i in range(cuda.grid(1), values.size, cuda.gridsize(1)):
         values[i] *= factors[i]
 
 
 # -- activations -----------------------------------------------------------------------------------
-@cuda.jit
+@cuda.jit(cache=True)
 def _relu(x, y):
     for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):
         y[i] = x[i] if x[i] > 0 else 0
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def _relu_backward(y, dy, dx):
     for i in range(cuda.grid(1), y.size, cuda.gridsize(1)):
         dx[i] = dy[i] if y[i] > 0 else 0
@@ -717,7 +743,7 @@ LEAKY_SLOPE = float(np.float32(0.2))  # Keras' constants as numpy_kernels has th
 INV_SQRT2 = float(np.float32(1 / math.sqrt(2)))
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def _activation(x, code, y):
     for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):
         v = x[i]
@@ -735,7 +761,7 @@ def _activation(x, code, y):
             y[i] = 0.5 * v * (1 + math.erf(v * INV_SQRT2))
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def _activation_backward(x, y, dy, code, dx):
     for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):
         v = x[i]
@@ -771,7 +797,7 @@ def activation_backward(x, y, dy, name):
     return out
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def _softmax(logits, probs):
     rows, classes = logits.shape
     for r in range(cuda.grid(1), rows, cuda.gridsize(1)):
@@ -792,7 +818,7 @@ def softmax(logits):
     return probs
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def _softmax_backward(probs, dy, dx):
     rows, classes = probs.shape
     for r in range(cuda.grid(1), rows, cuda.gridsize(1)):
@@ -809,7 +835,7 @@ def softmax_backward(probs, dy):
     return dx
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def _softmax_cross_entropy(logits, targets, dlogits, losses):
     rows, classes = logits.shape
     for r in range(cuda.grid(1), rows, cuda.gridsize(1)):
@@ -845,7 +871,7 @@ def _splitmix64(z):
     return z ^ (z >> np.uint64(31))
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def _keep_mask(seed, threshold, keep):
     for i in range(cuda.grid(1), keep.size, cuda.gridsize(1)):
         keep[i] = (_splitmix64(seed + np.uint64(i)) >> np.uint64(40)) >= threshold
@@ -859,7 +885,7 @@ def dropout_mask(rng: np.random.Generator, shape: tuple, rate: float):
     return keep.reshape(tuple(shape))
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def _scale_by_mask(x, keep, scale, y):
     for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):
         y[i] = x[i] * scale if keep[i] else 0
@@ -874,7 +900,7 @@ def dropout_backward(dy, keep, rate):
 
 
 # -- optimizers (in place) -------------------------------------------------------------------------
-@cuda.jit
+@cuda.jit(cache=True)
 def _adam(param, grad, m, v, alpha, one_minus_b1, one_minus_b2, epsilon):
     for i in range(cuda.grid(1), param.size, cuda.gridsize(1)):
         g = grad[i]
@@ -892,7 +918,7 @@ def adam_update(param, grad, m, v, alpha, beta_1, beta_2, epsilon) -> None:
                                dt(1 - beta_2), dt(epsilon))  # fmt: skip
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def _sgd(param, grad, learning_rate):
     for i in range(cuda.grid(1), param.size, cuda.gridsize(1)):
         param[i] -= learning_rate * grad[i]
@@ -971,7 +997,7 @@ def _read_position(transforms, displacement, row, b, i, j):
     return ys, xs
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def _warp(x, transforms, displacement, rows, mode, fill_value, nearest, low, high, y, inside):
     """Every output pixel reads its source; `rows[b]` names image b's displacement (-1: none, and
     with no transforms either the image is kept), then everything is clipped to [low, high]."""
@@ -987,7 +1013,7 @@ def _warp(x, transforms, displacement, rows, mode, fill_value, nearest, low, hig
         y[b, i, j, k] = min(max(value, low), high)
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def _warp_backward(dy, transforms, displacement, rows, inside, mode, nearest, dx):
     """One thread per image and channel sends that plane's gradient back pixel by pixel: no two
     threads write the same place, and the order is numba_kernels'."""
@@ -1051,7 +1077,7 @@ def bend_backward(dy, images, displacement, fill_mode, interpolation, inside):
 
 
 # -- stroke width and contrast ---------------------------------------------------------------------
-@cuda.jit
+@cuda.jit(cache=True)
 def _stroke_width(x, amounts, y, taps):
     n, h, w, c = x.shape
     for e in range(cuda.grid(1), x.size, cuda.gridsize(1)):
@@ -1067,7 +1093,7 @@ def _stroke_width(x, amounts, y, taps):
         taps[b, i, j, k] = where
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def _stroke_width_backward(dy, amounts, taps, dx):
     n, h, w, c = dy.shape
     for t in range(cuda.grid(1), n * c, cuda.gridsize(1)):  # one thread per plane, as `_warp_backward`
@@ -1092,7 +1118,7 @@ def stroke_width_backward(dy, amounts, taps):
     return _cast_to(dx, dy.dtype)
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def _contrast(x, factors, means, low, high, y, inside):
     n, h, w, c = x.shape
     for e in range(cuda.grid(1), x.size, cuda.gridsize(1)):
@@ -1109,13 +1135,13 @@ def contrast(x, factors, low, high):
     return y, inside
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def _masked(dy, inside, out):
     for i in range(cuda.grid(1), dy.size, cuda.gridsize(1)):
         out[i] = dy[i] if inside[i] else 0.0
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def _contrast_backward(passed, factors, means, dx):
     n, h, w, c = passed.shape
     for e in range(cuda.grid(1), passed.size, cuda.gridsize(1)):

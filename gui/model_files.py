@@ -6,7 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from numnet.backends import BACKENDS
+from numnet.backends import BACKENDS, require
+from numnet.errors import BackendUnavailable
 from numnet.io import models_dir
 
 MODEL_SUFFIXES = (".npz", ".keras", ".h5")
@@ -49,10 +50,20 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backend", choices=sorted(BACKENDS), default="numba")
 
 
+def backend_problem(name: str) -> str | None:
+    """Why numnet's engine cannot run on this backend here (no GPU, a package missing), or None:
+    said before the app opens, not at the first drawing."""
+    try:
+        require(name)
+    except BackendUnavailable as error:
+        return str(error)
+    return None
+
+
 def chosen_models(args: argparse.Namespace) -> dict[str, Path] | None:
     """The models to offer, or None after saying on stderr why there are none."""
     models = find_models(args.model)
-    problem = same_names(args.model) or models_problem(models)
+    problem = same_names(args.model) or models_problem(models) or backend_problem(args.backend)
     if problem:
         print(f"error: {problem}" if models else problem, file=sys.stderr)
         return None

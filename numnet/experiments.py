@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from numnet import specs
-from numnet.backends import BACKENDS
+from numnet.backends import BACKENDS, require
 from numnet.callbacks import require_tensorboard
 from numnet.errors import InputError, NumnetError, exit_status
 from numnet.runs.grid import GRIDS, expand_grid, read_grid
@@ -54,6 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.tensorboard:
             require_tensorboard()
+        require(args.backend)
         grid = read_grid(args.grid)
         if args.early_stopping is not None:
             grid = {"early_stopping": args.early_stopping, **grid}

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from numnet import data, runs, specs
-from numnet.backends import BACKENDS
+from numnet.backends import BACKENDS, require
 from numnet.callbacks import require_tensorboard
 from numnet.errors import InputError, NumnetError, exit_status
 from numnet.formats.npz import read_header
@@ -109,6 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.tensorboard:
             require_tensorboard()
+        require(args.backend or "numba")
         planned = planned_runs(args)
         mnist = data.load_mnist()
         total = time.perf_counter()

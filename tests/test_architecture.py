@@ -52,7 +52,8 @@ COMMANDS = {"numnet.train", "numnet.experiments", "numnet.report", "numnet.expor
             "numnet.gui.web", "numnet.gui.__main__"}  # fmt: skip
 HELPERS = {"numnet.errors", "numnet.io", "numnet.specs", "numnet.schedules", "numnet.settings", "numnet.machine",
            "numnet.threads", "numnet.callbacks"}  # fmt: skip
-KERNELS = {"numnet.backends.interface", "numnet.backends.numpy_kernels", "numnet.backends.numba_kernels"}
+KERNELS = {"numnet.backends.interface", "numnet.backends.numpy_kernels", "numnet.backends.numba_kernels",
+           "numnet.backends.cuda_kernels"}  # fmt: skip
 BACKENDS = {"numnet.backends", "numnet.backends.keras_backend"}  # which engine builds a spec: numnet's or Keras'
 
 

@@ -10,15 +10,20 @@ fewer units and filters; on a GPU, at their full size.
 from __future__ import annotations
 
 import copy
+import io
 import os
 import subprocess
 import sys
 
 import numpy as np
 import pytest
+from PIL import Image
+from strokes import DIGITS
+from test_web import png_of, post, start_server
 
 import numnet
 from numnet.backends import cuda_kernels, numba_kernels
+from numnet.data.preprocess import canvas_to_mnist
 
 SIMULATED = cuda_kernels.SIMULATED
 
@@ -91,6 +96,47 @@ def test_freed_blocks_are_handed_back_by_size():
     cache.give(2048, "c")
     assert cache.take(1024) == "b" and cache.take(1024) == "a" and cache.take(1024) is None
     assert cache.drain() == ["c"] and cache.take(2048) is None
+
+
+def test_the_web_page_reads_a_drawing_on_cuda_as_on_numba(seed_mlp_file):
+    """The drawing apps' --backend cuda, for real: a server started with it reads a drawn 7."""
+    process, url = start_server([seed_mlp_file], backend="cuda")
+    try:
+        drawing = png_of(DIGITS[7])
+        status, result = post(url, drawing)
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+    assert status == 200, result
+    expected = numnet.load(seed_mlp_file, backend="numba").probabilities(
+        canvas_to_mnist(Image.open(io.BytesIO(drawing)))[None]
+    )[0]
+    assert result["digit"] == 7
+    np.testing.assert_allclose(result["probabilities"], expected, atol=1e-5)
+
+
+COMMANDS = {
+    "train": ["numnet.train", "--model", "mlp", "--epochs", "1"],
+    "experiments": ["numnet.experiments", "--grid", "examples/grids/augmentation-and-schedules.json"],
+    "web": ["numnet.web", "--model", "MODEL"],
+    "Tk app": ["numnet.gui", "--model", "MODEL"],
+}
+
+
+@pytest.mark.skipif(not SIMULATED, reason="this machine has a GPU")
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_without_a_gpu_every_command_stops_at_once_and_writes_nothing(command, tmp_path, seed_mlp_file):
+    arguments = [str(seed_mlp_file) if a == "MODEL" else a for a in COMMANDS[command]]
+    if command in ("train", "experiments"):
+        arguments += ["--out", str(tmp_path / "out")]
+    result = subprocess.run([sys.executable, "-m", *arguments, "--backend", "cuda"], capture_output=True, text=True,
+                            env={**os.environ, "NUMBA_ENABLE_CUDASIM": "0"}, timeout=120)  # fmt: skip
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip().splitlines() == [
+        "error: backend 'cuda' needs an NVIDIA GPU with its driver, and numba-cuda found none (set "
+        "NUMBA_ENABLE_CUDASIM=1 to run its kernels, slowly, in numba-cuda's simulator instead)"
+    ]
+    assert not (tmp_path / "out").exists()
 
 
 def _build_cuda_in_a_fresh_process(prelude: str, env: dict) -> subprocess.CompletedProcess:

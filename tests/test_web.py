@@ -56,9 +56,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(models: list[Path]) -> tuple[subprocess.Popen, str]:
+def start_server(models: list[Path], backend: str = "numba") -> tuple[subprocess.Popen, str]:
     port = free_port()
-    command = [sys.executable, "-m", "numnet.web", "--port", str(port)]
+    command = [sys.executable, "-m", "numnet.web", "--port", str(port), "--backend", backend]
     for path in models:
         command += ["--model", str(path)]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

@@ -37,6 +37,13 @@ if not cuda.is_available():
         "(set NUMBA_ENABLE_CUDASIM=1 to run its kernels, slowly, in numba-cuda's simulator instead)"
     )
 
+def _device_name() -> str:
+    name = getattr(cuda.get_current_device(), "name", b"numba-cuda's simulator")
+    return "GPU: " + (name.decode() if isinstance(name, bytes) else str(name))
+
+
+DEVICE = _device_name()  # where this module computes, as a model's `device` says it
+
 # Launch shapes. The simulator runs each thread as a Python thread, so there it uses few threads,
 # each looping over many elements (every kernel is written with grid-stride loops for that), and a
 # product block of one thread (tests/test_cuda.py also runs the product with 2 x 2 threads).

@@ -26,7 +26,7 @@ __version__ = "0.1.0"
 
 def build(spec: specs.Spec, backend: str = "numpy", seed: int = 0, dtype=np.float32):
     """Builds `spec` on a backend (`numnet.backends.BACKENDS`): numnet's engine on "numpy" (the
-    reference kernels) or "numba" (fast CPU kernels), or the same spec as a Keras 3 model on
+    reference kernels), "numba" (fast CPU kernels) or "cuda" (an NVIDIA GPU), or the same spec as a Keras 3 model on
     "tensorflow", "jax" or "torch"."""
     from numnet.backends import get_backend
 

@@ -20,12 +20,13 @@ from numnet.layers import Activation, Layer, check_spec, keras_names, outputs_lo
 
 
 class Model(ModelAPI):
-    """Layers built from a spec on a kernel module (numpy or numba); see `numnet.build`."""
+    """Layers built from a spec on a kernel module (numpy, numba or cuda); see `numnet.build`."""
 
     def __init__(self, spec: specs.Spec, kernels: Any, seed: int = 0, dtype=np.float32) -> None:
         self.spec, self.layers = check_spec(spec)
         self.kernels = kernels
         self.backend = kernels.NAME
+        self.device = getattr(kernels, "DEVICE", None)  # a GPU module names its GPU; None: the CPU
         self.dtype = np.dtype(dtype)
         self.seed = seed
         self.input_shape = tuple(self.spec["input_shape"])

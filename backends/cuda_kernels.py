@@ -37,6 +37,7 @@ if not cuda.is_available():
         "(set NUMBA_ENABLE_CUDASIM=1 to run its kernels, slowly, in numba-cuda's simulator instead)"
     )
 
+
 def _device_name() -> str:
     name = getattr(cuda.get_current_device(), "name", b"numba-cuda's simulator")
     return "GPU: " + (name.decode() if isinstance(name, bytes) else str(name))

@@ -9,12 +9,12 @@ loop, checks, history and callbacks are numnet's (`numnet.engine.training`); eac
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 from numnet import schedules, specs
+from numnet.engine.summary import Summary
 from numnet.engine.training import EpochProgress, ModelAPI
 from numnet.errors import BackendUnavailable
 from numnet.keras.bridge import import_keras, sequential
@@ -147,13 +147,14 @@ class KerasModel(ModelAPI):
     def count_params(self) -> int:
         return int(self.keras_model.count_params())
 
-    def summary(self, print_fn: Callable[[str], None] | None = print) -> str:
-        lines: list[str] = []
-        self.keras_model.summary(print_fn=lambda line, **_: lines.append(line))
-        text = f"(numnet, Keras on {self.backend}, {self.device or 'CPU'})\n" + "\n".join(lines)
-        if print_fn is not None:
-            print_fn(text)
-        return text
+    def _summary(self) -> Summary:
+        rows = []
+        for layer in self.keras_model.layers:
+            shape = "(" + ", ".join(str(d) for d in layer.output.shape) + ")"
+            rows.append((f"{layer.name} ({type(layer).__name__})", shape, f"{layer.count_params():,}"))
+        trainable = sum(int(np.prod(w.shape)) for w in self.keras_model.trainable_weights)
+        title = f'Model: "{self.spec["name"]}" (numnet, Keras on {self.backend}, {self.device or "CPU"})'
+        return Summary(title, rows, self.count_params(), trainable)
 
 
 def build(

@@ -15,7 +15,6 @@ import json
 import sys
 import threading
 import warnings
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +23,7 @@ from PIL import Image
 import numnet
 from numnet.errors import NumnetError
 from numnet.gui.model_files import add_model_options, chosen_models
+from numnet.gui.page import TFJS_CDN, drawing_page
 from numnet.gui.predictor import Predictor
 from numnet.io import atomic_write
 
@@ -149,7 +149,7 @@ def create_app(models: dict[str, Path], backend: str = "numba", hosts: list[str]
 
     predictor = WebPredictor(models, backend)
     budget = BodyBudget()
-    page = resources.files("numnet.gui").joinpath("web_page.html").read_text(encoding="utf-8")
+    page = drawing_page()
     app = FastAPI(title="numnet drawing page", docs_url=None, redoc_url=None)
     app.add_middleware(TrustedHostMiddleware, allowed_hosts=hosts or LOOPBACK_NAMES)
 
@@ -206,7 +206,6 @@ async def read_body(request, budget: BodyBudget) -> bytearray:
 # The README's own install line for the web extra, so the two never disagree.
 WEB_EXTRA_MISSING = ('error: the web page needs FastAPI and uvicorn, the "web" extra: from the numnet folder, '
                      'pip install -e ".[web]"  (or serve a static page without them: --export DIR)')  # fmt: skip
-TFJS_CDN = "https://cdn.jsdelivr.net/npm/@tensorflow/tfjs@4.22.0/dist/tf.min.js"
 
 
 def export_static(models: dict[str, Path], out: Path, tfjs: Path | None = None) -> Path:
@@ -223,11 +222,10 @@ def export_static(models: dict[str, Path], out: Path, tfjs: Path | None = None) 
         with atomic_write(out / "tf.min.js") as f:
             f.write(Path(tfjs).read_bytes())
         source = "tf.min.js"
-    page = resources.files("numnet.gui").joinpath("web_page.html").read_text(encoding="utf-8")
     setup = (f"<script>window.NUMNET_STATIC_MODELS = {json.dumps(list(loaded))};</script>\n"
-             f'<script src="{html.escape(source)}"></script>\n<script>')  # fmt: skip
+             f'<script src="{html.escape(source)}"></script>\n')  # fmt: skip
     with atomic_write(out / "index.html", "w") as f:
-        f.write(page.replace("<script>", setup, 1))
+        f.write(drawing_page(setup))
     return out / "index.html"
 
 

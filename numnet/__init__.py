@@ -20,8 +20,17 @@ from numnet import callbacks, data, specs
 from numnet.errors import ModelFileError, NumnetError
 from numnet.settings import is_integer
 
-__all__ = ["build", "load", "specs", "data", "callbacks", "NumnetError"]
+__all__ = ["build", "load", "specs", "data", "callbacks", "plot", "notebook", "NumnetError"]
 __version__ = "0.1.0"
+LAZY = ("plot", "notebook")  # matplotlib and the notebook's pad load when first used
+
+
+def __getattr__(name: str):
+    if name in LAZY:
+        import importlib
+
+        return importlib.import_module(f"numnet.{name}")
+    raise AttributeError(f"module 'numnet' has no attribute {name!r}")
 
 
 def build(spec: specs.Spec, backend: str = "numpy", seed: int = 0, dtype=np.float32):

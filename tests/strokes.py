@@ -9,9 +9,10 @@ DIGITS = {
 }
 
 
-def mouse_strokes(page, canvas: str, strokes) -> None:
-    """Draws `strokes` with the mouse on the canvas `canvas` (a CSS selector) of a Playwright page."""
-    box = page.locator(canvas).bounding_box()
+def mouse_strokes(page, canvas: str, strokes, frame=None) -> None:
+    """Draws `strokes` with the mouse on the canvas `canvas` (a CSS selector) of a Playwright page,
+    or of one of its frames."""
+    box = (frame or page).locator(canvas).bounding_box()
     left, top = box["x"] + 1, box["y"] + 1  # inside the 1 px border
     for stroke in strokes:
         page.mouse.move(left + stroke[0][0], top + stroke[0][1])

@@ -6,7 +6,6 @@ Everything the user sees (fit, evaluate, predict, checks, callbacks, saving) com
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -14,6 +13,7 @@ import numpy as np
 from numnet import specs
 from numnet.engine.fusion import fuse
 from numnet.engine.optimizers import make_optimizer
+from numnet.engine.summary import Summary
 from numnet.engine.training import EpochProgress, ModelAPI
 from numnet.errors import TrainingDiverged
 from numnet.layers import Activation, Layer, check_spec, keras_names, outputs_logits
@@ -172,33 +172,13 @@ class Model(ModelAPI):
     def count_params(self) -> int:
         return sum(w.size for layer in self.layers for w in layer.weights())
 
-    def summary(self, print_fn: Callable[[str], None] | None = print) -> str:
-        """A Keras-style table of layers, output shapes and parameter counts."""
-        rows = [("Layer (type)", "Output Shape", "Param #")]
+    def _summary(self) -> Summary:
+        rows = []
         for name, layer in zip(self.layer_names, self.layers):
             shape = "(None, " + ", ".join(map(str, layer.output_shape)) + ")"
             rows.append((f"{name} ({layer.type})", shape, f"{sum(w.size for w in layer.weights()):,}"))
-        widths = [max(len(row[i]) for row in rows) + 2 for i in range(3)]
-        table = ["".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
-        trainable = sum(p.size for p in self.trainable_weights())
-        total = self.count_params()
-        rule = "=" * sum(widths)
-        result = "\n".join(
-            [
-                f'Model: "{self.spec["name"]}" (numnet, {self.backend} backend)',
-                rule,
-                table[0],
-                rule,
-                *table[1:],
-                rule,
-                f"Total params: {total:,}",
-                f"Trainable params: {trainable:,}",
-                f"Non-trainable params: {total - trainable:,}",
-            ]
-        )
-        if print_fn is not None:
-            print_fn(result)
-        return result
+        title = f'Model: "{self.spec["name"]}" (numnet, {self.backend} backend)'
+        return Summary(title, rows, self.count_params(), sum(p.size for p in self.trainable_weights()))
 
 
 def _pcg64_state(value: Any) -> bool:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from tqdm.auto import tqdm
 
 from numnet import specs
 from numnet.callbacks import Callback
+from numnet.engine.summary import Summary, show
 from numnet.errors import InputError, NumericalError, TrainingDiverged
 from numnet.formats.save import save_model
 from numnet.settings import SETTINGS, is_integer
@@ -274,6 +276,17 @@ class ModelAPI:
                     f"weight {i} holds values beyond {target.dtype}'s range (up to {np.abs(array).max():.3g})"
                 )
         self._assign_weights(arrays)
+
+    def summary(self, print_fn: Callable[[str], None] | None = print) -> str:
+        """Keras' table of layers, output shapes and parameter counts: printed (a table in a notebook)
+        and returned as text."""
+        return show(self._summary(), print_fn)
+
+    def _repr_html_(self) -> str:
+        return self._summary().html()
+
+    def _summary(self) -> Summary:
+        raise NotImplementedError
 
     def save(self, path: str | Path) -> None:
         """One file with spec, weights and optimizer state (a Keras file for .keras/.h5), atomically."""

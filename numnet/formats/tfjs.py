@@ -47,16 +47,12 @@ def topology(spec: specs.Spec, layers: list[Layer]) -> tuple[dict[str, Any], lis
     return model_config, manifest
 
 
-def write_tfjs(spec: specs.Spec, weights: list[np.ndarray], folder: str | Path) -> Path:
-    """Writes model.json and its weights file into `folder`; returns model.json's path."""
+def tfjs_artifacts(spec: specs.Spec, weights: list[np.ndarray]) -> tuple[dict[str, Any], bytes]:
+    """model.json's contents and the weights file's bytes, for a folder or for a page that holds them."""
     spec, layers = check_spec(spec)
-    folder = Path(folder)
     model_config, manifest = topology(spec, layers)
     if [tuple(np.shape(w)) for w in weights] != [tuple(shape) for _, shape in manifest]:
         raise ModelFileError(f"the weights do not fit the spec {spec['name']!r}: expected {[s for _, s in manifest]}")
-    with atomic_write(folder / WEIGHTS_FILE) as f:
-        for array in weights:
-            f.write(np.ascontiguousarray(array, dtype="<f4").tobytes())
     model_json = {
         "format": "layers-model",
         "generatedBy": "numnet",
@@ -67,5 +63,14 @@ def write_tfjs(spec: specs.Spec, weights: list[np.ndarray], folder: str | Path) 
              "weights": [{"name": name, "shape": list(shape), "dtype": "float32"} for name, shape in manifest]}
         ],
     }  # fmt: skip
+    return model_json, b"".join(np.ascontiguousarray(array, dtype="<f4").tobytes() for array in weights)
+
+
+def write_tfjs(spec: specs.Spec, weights: list[np.ndarray], folder: str | Path) -> Path:
+    """Writes model.json and its weights file into `folder`; returns model.json's path."""
+    folder = Path(folder)
+    model_json, weight_bytes = tfjs_artifacts(spec, weights)
+    with atomic_write(folder / WEIGHTS_FILE) as f:
+        f.write(weight_bytes)
     write_json(folder / "model.json", model_json)
     return folder / "model.json"

@@ -25,7 +25,7 @@ from numba import njit, prange
 from numnet.backends import numpy_kernels
 from numnet.backends.interface import FILL_MODES, window
 from numnet.machine import core_count
-from numnet.threads import use_threads
+from numnet.threads import numba_threads_here, use_threads
 
 NAME = "numba"
 THREADS = use_threads(numba_pool=True)
@@ -107,7 +107,10 @@ class jit:
             size = first.size if first.ndim == 1 or first.shape[0] > 1 else 0
         else:
             size = first
-        return (self.parallel if size >= PARALLEL_MIN_ELEMENTS else self.serial)(*args)
+        if size < PARALLEL_MIN_ELEMENTS:
+            return self.serial(*args)
+        numba_threads_here()
+        return self.parallel(*args)
 
 
 REDUCTION_CHUNKS = 64

@@ -73,7 +73,7 @@ def numnet_child(backend: str, cnn_epochs: int) -> dict:
         "device": cnn.device or "CPU",
         "cnn_epoch_seconds": cnn_seconds[1:],
         "cnn_first_epoch_extra_seconds": cnn_seconds[0] - statistics.median(cnn_seconds[1:]),
-        "cnn_test_accuracy": cnn.evaluate(x_test, y_test)["accuracy"],
+        "cnn_test_accuracy": cnn.evaluate(x_test, y_test, verbose=0)["accuracy"],
         "mlp_epoch_seconds": mlp_seconds[1:],
         "one_digit_ms": median_ms(lambda: cnn.predict(x_test[:1]), 200, 20),
         "ten_thousand_ms": median_ms(lambda: cnn.predict(x_test[:10000], batch_size=1024), 5, 1),

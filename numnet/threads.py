@@ -99,9 +99,23 @@ def use_threads(count: int | None = None, numba_pool: bool = False) -> int:
     if numba_pool:
         import numba
 
+        global NUMBA_THREADS
         count = min(count, numba.config.NUMBA_NUM_THREADS)
         numba.set_num_threads(count)
+        NUMBA_THREADS = count
     return count
+
+
+NUMBA_THREADS: int | None = None  # what use_threads last gave Numba's pool
+
+
+def numba_threads_here() -> None:
+    """Gives the calling thread the count use_threads chose. Numba keeps the count per thread: a
+    thread that never set it (a web server's worker, the Tk app's) would run on every CPU."""
+    import numba
+
+    if NUMBA_THREADS is not None and numba.get_num_threads() != NUMBA_THREADS:
+        numba.set_num_threads(NUMBA_THREADS)
 
 
 def blas_sleeps_when_idle() -> bool:

@@ -86,3 +86,30 @@ def test_thread_settings_hold_after_numpy_and_training_repeats_bit_for_bit(mnist
     # OpenBLAS sums its 784-long products in another order on one thread and on two, and running
     # them on one thread made its epoch 30 % slower (1.3 s vs 1.0 s on 2 cores).
     assert out["default"][3] == out["one"][3]
+
+
+ANOTHER_THREAD = textwrap.dedent("""
+    import threading
+    import numba
+    import numpy as np
+    from numnet.backends import numba_kernels
+    counts = []
+
+    def kernels_in_a_thread():  # as a web server's worker or the Tk app's runs them
+        numba_kernels.relu_forward(np.ones((4, 1 << 16), np.float32))  # large enough for the parallel kernel
+        counts.append(numba.get_num_threads())
+
+    thread = threading.Thread(target=kernels_in_a_thread)
+    thread.start()
+    thread.join()
+    print(counts[0], numba.config.NUMBA_NUM_THREADS)
+""")
+
+
+def test_kernels_run_in_another_thread_keep_the_thread_setting():
+    """Numba's thread count belongs to each thread: one that never set it would use every CPU."""
+    env = {**os.environ, "NUMNET_NUM_THREADS": "1", "NUMBA_NUM_THREADS": "2"}
+    command = [sys.executable, "-c", ANOTHER_THREAD]
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["1", "2"]

@@ -225,12 +225,20 @@ class ModelAPI:
             callback.on_train_end()
         return history
 
-    def evaluate(self, x: np.ndarray, y: np.ndarray, batch_size: int = 1000) -> dict[str, float]:
-        """Mean loss and accuracy in inference mode (BN moving statistics, no dropout)."""
+    def evaluate(self, x: np.ndarray, y: np.ndarray, batch_size: int = 1000, verbose: int = 1) -> dict[str, float]:
+        """Mean loss and accuracy in inference mode (BN moving statistics, no dropout); a progress bar
+        over the images unless verbose=0, as Keras shows."""
         batch_size = SETTINGS["batch_size"].check(batch_size)
         x = self._check_x(x)
         y = self._check_y(y, x.shape[0])
-        loss, accuracy = self._evaluate(x, y, batch_size)
+        total_loss, correct = 0.0, 0
+        with tqdm(total=x.shape[0], desc="evaluate", unit="image", disable=verbose == 0, dynamic_ncols=True) as bar:
+            for start in range(0, x.shape[0], batch_size):  # batch by batch for the bar: the same means
+                count = len(x[start : start + batch_size])
+                batch_loss, batch_accuracy = self._evaluate(x[start : start + count], y[start : start + count], count)
+                total_loss, correct = total_loss + batch_loss * count, correct + round(batch_accuracy * count)
+                bar.update(count)
+        loss, accuracy = total_loss / x.shape[0], correct / x.shape[0]
         if not math.isfinite(loss):
             raise NumericalError(f"the loss is {loss}: {NOT_FINITE}")
         return {"loss": float(loss), "accuracy": float(accuracy)}

@@ -719,6 +719,114 @@ def _scale_by(values, factors):
         values[i] *= factors[i]
 
 
+# -- fused batch norm -> ReLU -> 2x2 max pool (numnet.engine.fusion) ----------------------------------
+BLOCKED = 4  # argmax value for a window whose maximum ReLU blocked: no gradient flows back
+
+
+@cuda.jit(cache=True)
+def _scale_relu_maxpool(x, scale, shift, y, argmax):
+    """numba_kernels._scale_maxpool with ReLU: one thread per pooled output."""
+    n, h, w, c = x.shape
+    _, ho, wo, _ = y.shape
+    for e in range(cuda.grid(1), y.size, cuda.gridsize(1)):
+        k, ox, oy, b = e % c, (e // c) % wo, (e // (c * wo)) % ho, e // (c * wo * ho)
+        best = x[b, 2 * oy, 2 * ox, k] * scale[k] + shift[k]
+        at = 0
+        for t in range(1, 4):  # row-major in the window; ties keep the first, as in TensorFlow
+            v = x[b, 2 * oy + t // 2, 2 * ox + t % 2, k] * scale[k] + shift[k]
+            if v > best:
+                best, at = v, t
+        if not best > 0:
+            y[b, oy, ox, k] = 0
+            argmax[b, oy, ox, k] = BLOCKED
+        else:
+            y[b, oy, ox, k] = best
+            argmax[b, oy, ox, k] = at
+
+
+def scale_relu_maxpool(x, scale, shift):
+    n, h, w, c = x.shape
+    y, argmax = _empty((n, h // 2, w // 2, c), x.dtype), _empty((n, h // 2, w // 2, c), np.uint8)
+    _launch(_scale_relu_maxpool, y.size)(x, scale, shift, y, argmax)
+    return y, argmax
+
+
+@cuda.jit(cache=True)
+def _pooled_partials(x, dy, argmax, mean, partials):
+    """partials[chunk, 0, ch] and [chunk, 1, ch]: sum(g) and sum(g * (x - mean)) over a fixed share
+    of the pooled positions, g the gradient reaching batch norm's output (dy at each winner)."""
+    n, ho, wo, c = dy.shape
+    chunks = partials.shape[0]
+    rows = n * ho * wo
+    per_chunk = (rows + chunks - 1) // chunks
+    for t in range(cuda.grid(1), chunks * c, cuda.gridsize(1)):
+        chunk, ch = t // c, t % c
+        total, centred = 0.0, 0.0
+        for r in range(chunk * per_chunk, min(rows, (chunk + 1) * per_chunk)):
+            b, oy, ox = r // (ho * wo), (r // wo) % ho, r % wo
+            k = argmax[b, oy, ox, ch]
+            if k != BLOCKED:
+                g = float(dy[b, oy, ox, ch])
+                total += g
+                centred += g * (x[b, 2 * oy + k // 2, 2 * ox + k % 2, ch] - mean[ch])
+        partials[chunk, 0, ch] = total
+        partials[chunk, 1, ch] = centred
+
+
+@cuda.jit(cache=True)
+def _pooled_coefficients(sums, gamma, inv_std, m, batch_statistics, dgamma, dbeta, a, bb, kk):
+    """numba_kernels._batchnorm_coefficients: dx = a*g - bb - kk*(x - mean), per channel."""
+    c = gamma.size
+    for ch in range(cuda.grid(1), c, cuda.gridsize(1)):
+        gamma_grad = sums[c + ch] * float(inv_std[ch])
+        dgamma[ch], dbeta[ch] = gamma_grad, sums[ch]
+        a[ch] = float(gamma[ch]) * float(inv_std[ch])
+        bb[ch] = a[ch] * sums[ch] / m if batch_statistics else 0.0
+        kk[ch] = a[ch] * float(inv_std[ch]) * gamma_grad / m if batch_statistics else 0.0
+
+
+@cuda.jit(cache=True)
+def _pooled_batchnorm_dx(x, dy, argmax, mean, a, bb, kk, dx):
+    n, h, w, c = x.shape
+    _, ho, wo, _ = dy.shape
+    for e in range(cuda.grid(1), x.size, cuda.gridsize(1)):
+        ch, j, i, b = e % c, (e // c) % w, (e // (c * w)) % h, e // (c * w * h)
+        value = -bb[ch] - kk[ch] * (x[b, i, j, ch] - mean[ch])
+        if i // 2 < ho and j // 2 < wo and argmax[b, i // 2, j // 2, ch] == (i % 2) * 2 + j % 2:
+            value += a[ch] * dy[b, i // 2, j // 2, ch]
+        dx[b, i, j, ch] = value
+
+
+def scale_relu_maxpool_backward(x, dy, argmax, gamma, mean, inv_std, batch_statistics):
+    """Batch norm's gradients through ReLU and the pool in two passes over x: the sums, then dx."""
+    c = x.shape[3]
+    partials = _empty((max(1, min(dy.size // c, REDUCTION_CHUNKS)), 2, c), np.float64)
+    argmax = _device(argmax)
+    _launch(_pooled_partials, partials.shape[0] * c)(x, dy, argmax, mean, partials)
+    sums = _empty((2 * c,), np.float64)
+    _launch(_sum_partials, 2 * c)(partials.reshape(partials.shape[0], 2 * c), sums)
+    dgamma, dbeta, a, bb, kk = (_empty((c,), np.float64) for _ in range(5))
+    m = float(x.size // c)
+    _launch(_pooled_coefficients, c)(sums, gamma, inv_std, m, bool(batch_statistics), dgamma, dbeta, a, bb, kk)
+    dx = _empty(x.shape, x.dtype)
+    _launch(_pooled_batchnorm_dx, x.size)(x, dy, argmax, mean, a, bb, kk, dx)
+    return dx, _cast_to(dgamma, x.dtype), _cast_to(dbeta, x.dtype)
+
+
+def conv_scale_relu_maxpool_backward(images, kernel_shape, padding, x, dy, argmax, gamma, mean, inv_std,
+                                     batch_statistics):  # fmt: skip
+    """The first conv block's gradients: batch norm's through ReLU and the pool, then the conv's
+    kernel and bias from them (its input gradient is never needed). On a GPU the conv output's
+    gradient is kept in memory, which is not short there: the same kernels as unfused, the same bits."""
+    dx, dgamma, dbeta = scale_relu_maxpool_backward(x, dy, argmax, gamma, mean, inv_std, batch_statistics)
+    kh, kw, ho, wo, top, left = _conv_geometry(images.shape, kernel_shape, padding, 1)
+    cols = _empty((images.shape[0] * ho * wo, kh * kw * images.shape[3]), images.dtype)
+    _launch(_im2col, cols.size)(images, kh, kw, 1, top, left, ho, wo, cols)
+    dx2 = _rows(dx)
+    dkernel = _product(cols, dx2, transpose_a=True).reshape(tuple(kernel_shape))
+    return dkernel, _cast_to(_column_sums(dx2), dy.dtype), dgamma, dbeta
+
+
 # -- activations -----------------------------------------------------------------------------------
 @cuda.jit(cache=True)
 def _relu(x, y):

@@ -10,10 +10,14 @@ from typing import Any
 
 import numpy as np
 
-from numnet.backends.interface import interface_functions
+from numnet.backends.interface import OPTIONAL, interface_functions
 
-# Arguments the interface defines as NumPy (the augmentation layers' host draws) or as plain values.
-HOST_ARGUMENTS = {"rng", "transforms", "displacement", "images", "amounts", "factors", "x_shape", "shape"}
+# Arguments the interface defines as NumPy: the augmentation layers' host draws.
+DRAWS = {"transforms", "displacement"}
+HOST_ARGUMENTS = {"warp": DRAWS, "warp_backward": DRAWS, "bend": DRAWS | {"images"},
+                  "bend_backward": DRAWS | {"images"}, "stroke_width": {"amounts"},
+                  "stroke_width_backward": {"amounts"}, "contrast": {"factors"},
+                  "contrast_backward": {"factors"}}  # fmt: skip
 IN_PLACE = {"adam_update": ("param", "m", "v"), "sgd_update": ("param",), "assign": ("target",),
             "moving_average": ("moving",)}  # fmt: skip
 
@@ -23,7 +27,7 @@ def on_host(module: types.ModuleType) -> types.ModuleType:
     for name, value in vars(module).items():
         if not name.startswith("__"):
             setattr(host, name, value)
-    for name in interface_functions():
+    for name in [*interface_functions(), *(f for f in OPTIONAL if hasattr(module, f))]:
         setattr(host, name, _through(module, name))
     return host
 
@@ -34,7 +38,7 @@ def _through(module: types.ModuleType, name: str):
 
     def call(*args, **kwargs):
         given = signature.bind(*args, **kwargs).arguments
-        moved = {key: _in(module, key, value) for key, value in given.items()}
+        moved = {key: _in(module, key in HOST_ARGUMENTS.get(name, ()), value) for key, value in given.items()}
         result = kernel(**moved)
         for key in IN_PLACE.get(name, ()):
             given[key][...] = module.to_numpy(moved[key])
@@ -45,8 +49,8 @@ def _through(module: types.ModuleType, name: str):
     return call
 
 
-def _in(module, key: str, value: Any) -> Any:
-    return module.asarray(value, value.dtype) if isinstance(value, np.ndarray) and key not in HOST_ARGUMENTS else value
+def _in(module, host: bool, value: Any) -> Any:
+    return module.asarray(value, value.dtype) if isinstance(value, np.ndarray) and not host else value
 
 
 def _out(module, value: Any) -> Any:

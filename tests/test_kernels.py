@@ -66,7 +66,7 @@ def any_kernels(request, monkeypatch):
 @pytest.fixture(params=[v for v in VARIANTS if hasattr(MODULES[v[0]], "scale_relu_maxpool")], ids=_ids)
 def fused_kernels(request, monkeypatch):
     """Modules with the optional fused kernels (numnet.backends.interface.OPTIONAL)."""
-    return _variant(request, monkeypatch)
+    return _with_host_arrays(_variant(request, monkeypatch))
 
 
 @pytest.mark.parametrize("name", sorted(MODULES))

@@ -56,11 +56,11 @@ class DrawingPad:
     def _ipython_display_(self) -> None:
         from IPython.display import display
 
+        bundle = {"text/html": self._repr_html_(), "text/plain": f"DrawingPad({self.name})"}
         widget = self.widget()
-        if widget is not None:
-            display(widget)
-        else:
-            display({"text/html": self._repr_html_(), "text/plain": f"DrawingPad({self.name})"}, raw=True)
+        if widget is not None:  # front ends with widgets show the widget; the page's HTML stays for the rest
+            bundle = {**widget._repr_mimebundle_()[0], **bundle}
+        display(bundle, raw=True)
 
     def widget(self) -> Any:
         """The pad as an anywidget widget (made once), or None without anywidget."""

@@ -1,12 +1,15 @@
 """numnet in a notebook, for real: the tour notebook executed on a real Jupyter kernel (nbclient),
 its HTML export (nbconvert) opened in Chromium, where a 7 drawn on the pad reads as the saved model
-reads the same drawing; the pad offline with an inlined TensorFlow.js; the plotting helpers."""
+reads the same drawing; the pad offline with an inlined TensorFlow.js; the pad as a widget in a real
+JupyterLab, handing the drawing back to the kernel; the plotting helpers."""
 
 from __future__ import annotations
 
 import base64
 import io
+import json
 import os
+import sys
 from pathlib import Path
 
 import nbformat
@@ -33,8 +36,11 @@ def tour(tmp_path_factory):
     notebook = nbformat.read(TOUR, as_version=4)
     os.environ["NUMNET_TOUR_QUICK"] = "1"  # the kernel inherits it: a slice of MNIST, two epochs
     where = {"metadata": {"path": str(folder)}}
+    # Saved as JupyterLab saves by default, without the widgets' state: an HTML export then shows
+    # each output's HTML (the pad's page) instead of widgets it would need a CDN's widget manager for.
+    client = NotebookClient(notebook, timeout=600, kernel_name="python3", resources=where, store_widget_state=False)
     try:
-        NotebookClient(notebook, timeout=600, kernel_name="python3", resources=where).execute()
+        client.execute()
     finally:
         del os.environ["NUMNET_TOUR_QUICK"]
     return notebook, folder
@@ -135,10 +141,15 @@ def test_the_pad_works_offline_with_a_local_tensorflow_js(seed_mlp_file, browser
     np.testing.assert_allclose(probabilities, expected, atol=1e-4)
 
 
-def test_the_pad_names_a_missing_tensorflow_js_and_image_needs_anywidget(seed_mlp_file, tmp_path):
+def test_the_pad_names_a_missing_tensorflow_js_an_empty_pad_and_a_missing_anywidget(
+    seed_mlp_file, tmp_path, monkeypatch
+):
     model = numnet.load(seed_mlp_file)
     with pytest.raises(InputError, match="is not a file; give a local tf.min.js"):
         numnet.notebook.DrawingPad(model, tfjs=tmp_path / "missing.js")
+    with pytest.raises(InputError, match="nothing read yet: draw a digit"):
+        numnet.notebook.DrawingPad(model).image()
+    monkeypatch.setitem(sys.modules, "anywidget", None)  # as where it is not installed
     with pytest.raises(InputError, match="pip install anywidget"):
         numnet.notebook.DrawingPad(model).image()
 
@@ -160,3 +171,89 @@ def test_the_plot_helpers_draw_the_reports_figures_from_a_model(seed_mlp_file, m
                                    "val_accuracy": [0.85, 0.88]}, name="run")  # fmt: skip
     assert [line.get_label() for line in history.axes[0].lines] == ["run (train)", "run (val)"]
     assert history._repr_png_().startswith(b"\x89PNG")
+
+
+PAD_NOTEBOOK = [
+    "import json\nimport numnet\npad = numnet.notebook.DrawingPad(numnet.load(r'{model}'))\npad",
+    "print('IMAGE', json.dumps(pad.image().tolist()))",
+]
+
+
+@pytest.fixture
+def jupyterlab(tmp_path):
+    """A real JupyterLab server on 127.0.0.1, no token, serving tmp_path; its URL."""
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    command = [sys.executable, "-m", "jupyterlab", "--no-browser", "--ServerApp.ip=127.0.0.1",
+               f"--ServerApp.port={port}", "--IdentityProvider.token=", "--ServerApp.password=",
+               f"--ServerApp.root_dir={tmp_path}", "--LabApp.news_url=",
+               "--ServerApp.disable_check_xsrf=True", "--allow-root"]  # fmt: skip
+    log = tmp_path / "jupyterlab.log"
+    server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=log.open("w"))
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.time() + 60
+    while True:
+        try:
+            urllib.request.urlopen(url + "api/status", timeout=2)
+            break
+        except OSError:
+            if server.poll() is not None or time.time() > deadline:
+                server.kill()
+                pytest.fail(f"JupyterLab did not start: {log.read_text()[-2000:]}")
+            time.sleep(0.3)
+    yield url
+    server.terminate()
+    server.wait(timeout=20)
+
+
+def test_in_jupyterlab_the_pad_is_a_widget_that_hands_the_drawing_back_to_python(
+    seed_mlp_file, browser, jupyterlab, tmp_path
+):
+    """The widget path for real: JupyterLab shows the pad, a 7 is drawn and read in the page, and
+    `pad.image()` in the kernel returns the very 28x28 input the page gave the model."""
+    cells = [nbformat.v4.new_code_cell(source.replace("{model}", str(seed_mlp_file))) for source in PAD_NOTEBOOK]
+    kernel = {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}
+    nbformat.write(nbformat.v4.new_notebook(cells=cells, metadata=kernel), tmp_path / "pad.ipynb")
+    page = browser.new_page(viewport={"width": 1200, "height": 1400})
+
+    def answer(route):  # the lab's own server, the CDN's TensorFlow.js from the local copy, nothing else
+        if route.request.url.startswith(CDN):
+            route.fulfill(path=str(TFJS), content_type="text/javascript")
+        elif route.request.url.startswith(jupyterlab):
+            route.continue_()
+        else:
+            route.abort()
+
+    page.route("**/*", answer)
+    page.goto(jupyterlab + "lab/tree/pad.ipynb")
+    page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=60_000)
+    page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=60_000)
+    run_cell(page, 0)
+    page.wait_for_selector(".jp-OutputArea iframe.numnet-drawing-pad", timeout=60_000)
+    frame = next(f for f in page.frames if f.url == "about:srcdoc")
+    frame.wait_for_selector("body[data-ready='true']", timeout=30_000)
+    mouse_strokes(page, "#pad", DIGITS[7], frame=frame)
+    frame.click("#predict")
+    frame.wait_for_selector("body[data-idle='true']")
+    assert frame.locator("#answer").inner_text().startswith("7 ")
+    seen = np.array(frame.evaluate("Array.from(canvasToMnist(pad))")).reshape(28, 28)
+    run_cell(page, 1)
+    output = page.locator(".jp-Cell").nth(1).locator(".jp-OutputArea-output")
+    output.filter(has_text="IMAGE").wait_for(timeout=30_000)
+    image = np.array(json.loads(output.inner_text().split("IMAGE", 1)[1]))
+    np.testing.assert_allclose(image, seen, atol=1e-6)
+    assert numnet.load(seed_mlp_file).predict(image[None, ..., None]).argmax() == 7
+    page.close()
+
+
+def run_cell(page, index: int) -> None:
+    """Selects the notebook's cell `index` and runs it as a person does: Shift+Enter."""
+    page.locator(".jp-Cell").nth(index).locator(".jp-InputArea-editor").click()
+    page.keyboard.press("Shift+Enter")

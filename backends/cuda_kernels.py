@@ -23,13 +23,26 @@ from collections import defaultdict
 import numba
 import numpy as np
 from numba import cuda  # without numba-cuda: an ImportError, which names numnet[cuda]
-from numba.cuda import config as cuda_config
 
 from numnet.backends.interface import FILL_MODES, window
 from numnet.errors import BackendUnavailable
 
 NAME = "cuda"
-SIMULATED = bool(cuda_config.ENABLE_CUDASIM)
+
+
+def _simulated() -> bool:
+    """NUMBA_ENABLE_CUDASIM, as numba-cuda read it (older releases keep it in numba's own config)."""
+    try:
+        from numba.cuda import config
+    except ImportError:
+        config = numba.config
+    return bool(getattr(config, "ENABLE_CUDASIM", 0))
+
+
+SIMULATED = _simulated()
+
+if getattr(cuda, "implementation", "NVIDIA") == "Built-in":  # Numba's own, deprecated CUDA target
+    raise ImportError("numba.cuda is Numba's built-in target, not numba-cuda")
 
 if not cuda.is_available():
     raise BackendUnavailable(

@@ -18,6 +18,7 @@ import pytest
 from nbclient import NotebookClient
 from nbconvert import HTMLExporter
 from PIL import Image
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from strokes import DIGITS, mouse_strokes
 from test_tfjs import CDN, CHROMIUM, CHROMIUM_ARGS, TFJS, needs
 
@@ -234,7 +235,7 @@ def test_in_jupyterlab_the_pad_is_a_widget_that_hands_the_drawing_back_to_python
     page.route("**/*", answer)
     page.goto(jupyterlab + "lab/tree/pad.ipynb")
     page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=60_000)
-    page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=60_000)
+    page.get_by_text("Python 3 (ipykernel) | Idle").wait_for(timeout=60_000)
     run_cell(page, 0)
     page.wait_for_selector(".jp-OutputArea iframe.numnet-drawing-pad", timeout=60_000)
     frame = next(f for f in page.frames if f.url == "about:srcdoc")
@@ -254,6 +255,16 @@ def test_in_jupyterlab_the_pad_is_a_widget_that_hands_the_drawing_back_to_python
 
 
 def run_cell(page, index: int) -> None:
-    """Selects the notebook's cell `index` and runs it as a person does: Shift+Enter."""
-    page.locator(".jp-Cell").nth(index).locator(".jp-InputArea-editor").click()
-    page.keyboard.press("Shift+Enter")
+    """Selects the notebook's cell `index` and runs it as a person does: Shift+Enter, again if the
+    kernel was still connecting and the cell never started (its prompt still blank)."""
+    cell = page.locator(".jp-Cell").nth(index)
+    for _ in range(5):
+        cell.locator(".jp-InputArea-editor").click()
+        page.keyboard.press("Shift+Enter")
+        try:
+            page.wait_for_function("(prompt) => prompt.innerText.trim() !== '[ ]:'",
+                                   arg=cell.locator(".jp-InputPrompt").element_handle(), timeout=10_000)  # fmt: skip
+            return
+        except PlaywrightTimeout:
+            continue
+    pytest.fail(f"JupyterLab never ran cell {index}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ctypes.util
 import os
+from pathlib import Path
 
 # Without an NVIDIA driver, the cuda kernel module runs in numba-cuda's simulator (read when numba
 # loads, so before numnet is imported).
@@ -53,3 +54,39 @@ def backend(request) -> str:
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(1234)
+
+
+# The browser tests: Debian's Chromium, driven by Playwright, and TensorFlow.js from npm in place of
+# its CDN (scripts/install-test-tools installs both).
+TFJS = (
+    Path(__file__).resolve().parent.parent
+    / ".test-tools"
+    / "node_modules"
+    / "@tensorflow"
+    / "tfjs"
+    / "dist"
+    / "tf.min.js"
+)
+CDN = "https://cdn.jsdelivr.net/npm/@tensorflow/tfjs"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]  # fmt: skip
+
+
+def needs(path: Path, how: str) -> None:
+    if not path.exists():
+        if os.environ.get("CI"):
+            pytest.fail(f"{path} is missing: {how}")
+        pytest.skip(f"needs {path} ({how})")
+
+
+@pytest.fixture(scope="module")
+def browser():
+    needs(Path(CHROMIUM), ".ci/run installs it (apt-get install chromium)")
+    needs(TFJS, "bash scripts/install-test-tools installs it from npm")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()

@@ -15,12 +15,12 @@ from pathlib import Path
 import nbformat
 import numpy as np
 import pytest
+from conftest import CDN, TFJS
 from nbclient import NotebookClient
 from nbconvert import HTMLExporter
 from PIL import Image
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from strokes import DIGITS, mouse_strokes
-from test_tfjs import CDN, CHROMIUM, CHROMIUM_ARGS, TFJS, needs
 
 import numnet
 from numnet.data.preprocess import canvas_to_mnist
@@ -72,18 +72,6 @@ def test_the_tour_runs_on_a_real_kernel_with_tables_widget_bars_and_figures(tour
     assert "Keras on JAX after one epoch" in printed
     (pad,) = outputs_of(notebook, "pad = ")
     assert pad.data["text/html"].startswith('<iframe class="numnet-drawing-pad" srcdoc=')
-
-
-@pytest.fixture(scope="module")
-def browser():
-    needs(Path(CHROMIUM), ".ci/run installs it (apt-get install chromium)")
-    needs(TFJS, "bash scripts/install-test-tools installs it from npm")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
 
 
 def draw_on_the_pad(browser, html_file: Path, serve_tfjs: bool, digit: int = 7):

@@ -12,7 +12,6 @@ import functools
 import http.server
 import io
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -21,25 +20,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import CDN, TFJS, needs
 from strokes import DIGITS, mouse_strokes
 
 import numnet
 from numnet.formats.tfjs import WEIGHTS_FILE
 
-ROOT = Path(__file__).resolve().parent.parent
-TFJS = ROOT / ".test-tools" / "node_modules" / "@tensorflow" / "tfjs" / "dist" / "tf.min.js"
 LAB_PAGE = Path(__file__).resolve().parent / "lab_page"
-CDN = "https://cdn.jsdelivr.net/npm/@tensorflow/tfjs"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]  # fmt: skip
-
-
-def needs(path: Path, how: str) -> None:
-    if not path.exists():
-        if os.environ.get("CI"):
-            pytest.fail(f"{path} is missing: {how}")
-        pytest.skip(f"needs {path} ({how})")
 
 
 @pytest.fixture(scope="module")
@@ -59,18 +46,6 @@ def site(tmp_path_factory):
 
     for url in serve(folder):
         yield folder, url
-
-
-@pytest.fixture(scope="module")
-def browser():
-    needs(Path(CHROMIUM), ".ci/run installs it (apt-get install chromium)")
-    needs(TFJS, "bash scripts/install-test-tools installs it from npm")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
 
 
 def open_lab_page(browser, url: str):

@@ -24,7 +24,7 @@ import numba
 import numpy as np
 from numba import cuda  # without numba-cuda: an ImportError, which names numnet[cuda]
 
-from numnet.backends.interface import FILL_MODES, window
+from numnet.backends.interface import FILL_MODES, fold, window
 from numnet.errors import BackendUnavailable
 
 NAME = "cuda"
@@ -444,6 +444,16 @@ def _im2col(x, kh, kw, stride, top, left, ho, wo, cols):
         cols[r, q] = x[b, y, xx, ci] if 0 <= y < h and 0 <= xx < w else 0
 
 
+@cuda.jit(device=True)
+def _window_of(position, before, tap, stride, windows):
+    """Along one axis: the window whose tap number `tap` reads `position` (with `before` padding), or
+    -1 when none does. The gradients gather through it: each pixel from every window that read it."""
+    start = position + before - tap
+    if start < 0 or start % stride or start // stride >= windows:
+        return -1
+    return start // stride
+
+
 @cuda.jit(cache=True)
 def _col2im(dcols, kh, kw, stride, top, left, ho, wo, dx):
     """Each input pixel gathers what every window that read it sends back, windows in row-major order."""
@@ -452,14 +462,11 @@ def _col2im(dcols, kh, kw, stride, top, left, ho, wo, dx):
         ci, xx, y, b = e % c, (e // c) % w, (e // (c * w)) % h, e // (c * w * h)
         total = 0.0  # float64: the windows' shares added without float32 rounding
         for i in range(kh):
-            oy = y + top - i
-            if oy < 0 or oy % stride or oy // stride >= ho:
-                continue
+            oy = _window_of(y, top, i, stride, ho)
             for j in range(kw):
-                ox = xx + left - j
-                if ox < 0 or ox % stride or ox // stride >= wo:
-                    continue
-                total += dcols[(b * ho + oy // stride) * wo + ox // stride, (i * kw + j) * c + ci]
+                ox = _window_of(xx, left, j, stride, wo)
+                if oy >= 0 and ox >= 0:
+                    total += dcols[(b * ho + oy) * wo + ox, (i * kw + j) * c + ci]
         dx[b, y, xx, ci] = total
 
 
@@ -525,15 +532,11 @@ def _maxpool_backward(dy, argmax, ph, pw, sh, sw, top, left, dx):
         k, col, r, b = e % c, (e // c) % w, (e // (c * w)) % h, e // (c * w * h)
         total = 0.0
         for di in range(ph):
-            oy = r + top - di
-            if oy < 0 or oy % sh or oy // sh >= ho:
-                continue
+            oy = _window_of(r, top, di, sh, ho)
             for dj in range(pw):
-                ox = col + left - dj
-                if ox < 0 or ox % sw or ox // sw >= wo:
-                    continue
-                if argmax[b, oy // sh, ox // sw, k] == di * pw + dj:
-                    total += dy[b, oy // sh, ox // sw, k]
+                ox = _window_of(col, left, dj, sw, wo)
+                if oy >= 0 and ox >= 0 and argmax[b, oy, ox, k] == di * pw + dj:
+                    total += dy[b, oy, ox, k]
         dx[b, r, col, k] = total
 
 
@@ -579,15 +582,12 @@ def _avgpool_backward(dy, ph, pw, sh, sw, top, left, dx):
         k, col, r, b = e % c, (e // c) % w, (e // (c * w)) % h, e // (c * w * h)
         total = 0.0
         for di in range(ph):
-            oy = r + top - di
-            if oy < 0 or oy % sh or oy // sh >= ho:
-                continue
+            oy = _window_of(r, top, di, sh, ho)
             for dj in range(pw):
-                ox = col + left - dj
-                if ox < 0 or ox % sw or ox // sw >= wo:
-                    continue
-                count = _inside(oy - top, ph, h) * _inside(ox - left, pw, w)
-                total += dy[b, oy // sh, ox // sw, k] / count
+                ox = _window_of(col, left, dj, sw, wo)
+                if oy >= 0 and ox >= 0:
+                    count = _inside(oy * sh - top, ph, h) * _inside(ox * sw - left, pw, w)
+                    total += dy[b, oy, ox, k] / count
         dx[b, r, col, k] = total
 
 
@@ -1063,17 +1063,7 @@ def sgd_update(param, grad, learning_rate) -> None:
 FILL_CODES = {mode: code for code, mode in enumerate(FILL_MODES)}
 
 
-@cuda.jit(device=True)
-def _fold(index, size, mode):
-    """numpy_kernels._fold for one position: 0 constant (-1 outside), 1 nearest, 2 reflect, 3 wrap."""
-    if mode == 1:
-        return min(max(index, 0), size - 1)
-    if mode == 3:
-        return index % size
-    if mode == 2:
-        period = index % (2 * size)
-        return 2 * size - 1 - period if period >= size else period
-    return index if 0 <= index < size else -1
+_fold = cuda.jit(device=True)(fold)
 
 
 @cuda.jit(device=True)
@@ -1138,7 +1128,8 @@ def _warp(x, transforms, displacement, rows, mode, fill_value, nearest, low, hig
             value = _sample(x, b, k, ys, xs, mode, fill_value, nearest)
         else:
             value = x[b, i, j, k]
-        inside[b, i, j, k] = low <= value <= high
+        if inside.size:  # a plain warp clips nothing and keeps no record of it
+            inside[b, i, j, k] = low <= value <= high
         y[b, i, j, k] = min(max(value, low), high)
 
 
@@ -1151,7 +1142,7 @@ def _warp_backward(dy, transforms, displacement, rows, inside, mode, nearest, dx
         b, k = t // c, t % c
         for i in range(h):
             for j in range(w):
-                value = dy[b, i, j, k] if inside[b, i, j, k] else 0.0
+                value = dy[b, i, j, k] if inside.size == 0 or inside[b, i, j, k] else 0.0
                 if transforms.shape[0] or rows[b] >= 0:
                     ys, xs = _read_position(transforms, displacement, rows[b], b, i, j)
                     _send_back(value, dx, b, k, ys, xs, mode, nearest)
@@ -1173,8 +1164,8 @@ def _draws(x, transforms, displacement, images):
             _device(rows))  # fmt: skip
 
 
-def _warped(x, transforms, displacement, images, fill_mode, fill_value, interpolation, low, high):
-    y, inside = _empty(x.shape, x.dtype), _empty(x.shape, np.bool_)
+def _warped(x, transforms, displacement, images, fill_mode, fill_value, interpolation, low, high, clipped=True):
+    y, inside = _empty(x.shape, x.dtype), _empty(x.shape if clipped else (0, 0, 0, 0), np.bool_)
     _launch(_warp, x.size)(x, *_draws(x, transforms, displacement, images), FILL_CODES[fill_mode], float(fill_value),
                            interpolation == "nearest", low, high, y, inside)  # fmt: skip
     return y, inside
@@ -1189,12 +1180,13 @@ def _warped_back(dy, transforms, displacement, images, fill_mode, interpolation,
 
 
 def warp(x, transforms, displacement, fill_mode, fill_value, interpolation):
-    return _warped(x, transforms, displacement, None, fill_mode, fill_value, interpolation, -math.inf, math.inf)[0]
+    return _warped(x, transforms, displacement, None, fill_mode, fill_value, interpolation, -math.inf, math.inf,
+                   clipped=False)[0]  # fmt: skip
 
 
 def warp_backward(dy, transforms, displacement, fill_mode, interpolation):
-    inside = _filled(dy.shape, np.bool_, True)
-    return _warped_back(dy, transforms, displacement, None, fill_mode, interpolation, inside)
+    everywhere = _empty((0, 0, 0, 0), np.bool_)  # no clip: every pixel's gradient passes
+    return _warped_back(dy, transforms, displacement, None, fill_mode, interpolation, everywhere)
 
 
 def bend(x, images, displacement, fill_mode, fill_value, interpolation, low, high):

@@ -30,6 +30,20 @@ def window(size: int, k: int, stride: int, padding: str) -> tuple[int, int, int]
     return out, total // 2, total - total // 2
 
 
+def fold(index: int, size: int, mode: int) -> int:
+    """The pixel an integer position reads under fill mode FILL_MODES[mode] (0 constant, 1 nearest,
+    2 reflect, 3 wrap); -1 where it reads the fill value. Plain Python that the compiled modules
+    compile as they need (numba's njit, numba-cuda's device functions)."""
+    if mode == 1:
+        return min(max(index, 0), size - 1)
+    if mode == 3:
+        return index % size
+    if mode == 2:
+        period = index % (2 * size)
+        return 2 * size - 1 - period if period >= size else period
+    return index if 0 <= index < size else -1
+
+
 @runtime_checkable
 class Kernels(Protocol):
     NAME: str

@@ -23,7 +23,7 @@ import numpy as np
 from numba import njit, prange
 
 from numnet.backends import numpy_kernels
-from numnet.backends.interface import FILL_MODES, window
+from numnet.backends.interface import FILL_MODES, fold, window
 from numnet.machine import core_count
 from numnet.threads import numba_threads_here, use_threads
 
@@ -758,17 +758,7 @@ def adam_update(param, grad, m, v, alpha, beta_1, beta_2, epsilon):
 FILL_CODES = {mode: code for code, mode in enumerate(FILL_MODES)}
 
 
-@njit(cache=True, inline="always")
-def _fold(index, size, mode):
-    """numpy_kernels._fold for one position: 0 constant (-1 outside), 1 nearest, 2 reflect, 3 wrap."""
-    if mode == 1:
-        return min(max(index, 0), size - 1)
-    if mode == 3:
-        return index % size
-    if mode == 2:
-        period = index % (2 * size)
-        return 2 * size - 1 - period if period >= size else period
-    return index if 0 <= index < size else -1
+_fold = njit(cache=True, inline="always")(fold)
 
 
 @njit(cache=True, inline="always")

@@ -234,10 +234,10 @@ class ModelAPI:
         total_loss, correct = 0.0, 0
         with tqdm(total=x.shape[0], desc="evaluate", unit="image", disable=verbose == 0, dynamic_ncols=True) as bar:
             for start in range(0, x.shape[0], batch_size):  # batch by batch for the bar: the same means
-                count = len(x[start : start + batch_size])
-                batch_loss, batch_accuracy = self._evaluate(x[start : start + count], y[start : start + count], count)
-                total_loss, correct = total_loss + batch_loss * count, correct + round(batch_accuracy * count)
-                bar.update(count)
+                xb, yb = x[start : start + batch_size], y[start : start + batch_size]
+                batch_loss, batch_accuracy = self._evaluate(xb, yb, len(xb))
+                total_loss, correct = total_loss + batch_loss * len(xb), correct + round(batch_accuracy * len(xb))
+                bar.update(len(xb))
         loss, accuracy = total_loss / x.shape[0], correct / x.shape[0]
         if not math.isfinite(loss):
             raise NumericalError(f"the loss is {loss}: {NOT_FINITE}")
